@@ -1,0 +1,14 @@
+"""helpers: the small library the course's chapters grow.
+
+Modules, one job each: ``profiles`` (how big), ``device`` (where, and seeds), ``data`` (the
+datasets as tensors), ``models``, ``train`` (fit, evaluate, the model cache), ``shifts``
+(natural distribution shifts), ``jpeg``, ``attacks``, ``plots``, ``results`` and ``chapter``
+(the first call of every chapter).
+"""
+
+from . import attacks, data, device, jpeg, models, plots, profiles, results, shifts, train
+from .chapter import start
+
+__all__ = ["attacks", "data", "device", "jpeg", "models", "plots", "profiles", "results",
+           "shifts", "train", "start"]
+__version__ = "0.1.0"

@@ -1,0 +1,370 @@
+"""Adversarial attacks with one call style: ``attack(model, images, labels, **params)``.
+
+Every attack takes float images in [0, 1] (N x C x H x W) and integer labels (N) and returns
+detached adversarial images of the same shape, clipped to [0, 1]. The model runs in eval mode
+and is left in the mode it was found in. Only gradients with respect to the input are taken
+(``torch.autograd.grad``), so the parameters' ``.grad`` never fills up, and any differentiable
+``nn.Module`` works, e.g. ``nn.Sequential(defense, classifier)``.
+
+``quantize=True`` rounds the output to the 8-bit grid: what an attacker can actually submit
+as an image file. Rounding can undo a minimal (DeepFool, CW) attack; the L-inf attacks keep
+their eps guarantee after rounding (see :func:`fgsm`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PIXEL_TOLERANCE = 1e-6  # images may leave [0, 1] by this much (float round-off), no more
+_GRID_TOLERANCE = 1e-4  # in grid steps: absorbs float error when eps is a multiple of 1/255
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checks and plumbing
+# ---------------------------------------------------------------------------------------------
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); None for a stateless model."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return None
+
+
+def _check_inputs(model: nn.Module, images: Tensor, labels: Tensor,
+                  eps: float | None = None) -> tuple[Tensor, Tensor]:
+    """Validate an attack's inputs; returns detached ``(images, labels as int64)``.
+
+    Catching these here gives one clear message instead of a shape error deep inside a model
+    or, worse, a silently meaningless attack (e.g. on 0-255 or normalized images).
+    """
+    if not isinstance(images, Tensor) or not isinstance(labels, Tensor):
+        raise TypeError(f"images and labels must be tensors, got {type(images).__name__} and "
+                        f"{type(labels).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a 4-D batch N x C x H x W, got shape "
+                         f"{tuple(images.shape)} (for one image use images.unsqueeze(0))")
+    if images.shape[0] == 0:
+        raise ValueError("empty batch: images has no images (N = 0)")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype} "
+                         "(convert uint8 with images.float() / 255)")
+    if labels.dim() != 1 or len(labels) != len(images):
+        raise ValueError(f"labels must be 1-D with one label per image: got labels of shape "
+                         f"{tuple(labels.shape)} for {len(images)} images")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if eps is not None and not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    model_device = _model_device(model)
+    if images.device != labels.device or (model_device is not None
+                                          and model_device != images.device):
+        raise ValueError(f"images ({images.device}), labels ({labels.device}) and model "
+                         f"({model_device}) must be on the same device")
+    low, high = images.min().item(), images.max().item()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("images contain NaN or infinity")
+    if low < -PIXEL_TOLERANCE or high > 1 + PIXEL_TOLERANCE:
+        raise ValueError(f"images must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
+                         "attacks work in pixel space, so keep normalization inside the model")
+    return images.detach().clamp(0, 1), labels.detach().long()
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_label_range(logits: Tensor, labels: Tensor) -> None:
+    """Labels must index the model's outputs (cross-entropy's own error is cryptic)."""
+    n_classes = logits.shape[1]
+    if labels.min().item() < 0 or labels.max().item() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1} for a model with {n_classes} "
+                         f"outputs, got values in {labels.min().item()}..{labels.max().item()}")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode, then restore every submodule's own training flag.
+
+    Attacks must see the deployed model (no dropout noise, BatchNorm running statistics) and
+    must not change a model that is mid-training, so every flag is put back as it was.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Gradient w.r.t. ``x`` of the summed cross-entropy: up for untargeted, down for targeted.
+
+    Taken with ``torch.autograd.grad`` on the input only, so parameter ``.grad`` stays empty,
+    and inside ``enable_grad`` so a caller's ``torch.no_grad()`` does not break the attack.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        _check_label_range(logits, labels)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return -grad if targeted else grad
+
+
+def quantize(images: Tensor) -> Tensor:
+    """Round to the 8-bit grid, ``round(x * 255) / 255``: what can be saved as an image file."""
+    return (images * 255).round() / 255
+
+
+def _project_linf(adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """Clip ``adv`` into the L-inf ball of radius ``eps`` around ``x``, then into [0, 1]."""
+    return torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+
+
+def _quantize_in_ball(adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """Round to the 8-bit grid without leaving the eps ball.
+
+    Plain rounding can step outside the ball when ``x`` itself is off the grid (x = 127.5/255
+    with eps = 2/255 rounds x + eps up to 130/255). So each pixel is clipped to the grid values
+    inside its ball, the ball's bounds rounded inward. Where the ball holds no grid value (only
+    possible when eps < 1/510 and ``x`` is off the grid) the pixel becomes round(x), which is
+    within 1/510 of ``x``.
+    """
+    q = quantize(adv)
+    low = torch.ceil((x - eps).clamp(0, 1) * 255 - _GRID_TOLERANCE) / 255
+    high = torch.floor((x + eps).clamp(0, 1) * 255 + _GRID_TOLERANCE) / 255
+    q = torch.min(torch.max(q, low), high)
+    return torch.where(low > high, quantize(x), q)
+
+
+def _finish_linf(adv: Tensor, x: Tensor, eps: float, quantized: bool) -> Tensor:
+    adv = _project_linf(adv, x, eps)
+    if quantized:
+        adv = _quantize_in_ball(adv, x, eps)
+    return adv.detach()
+
+
+def _finish(adv: Tensor, quantized: bool) -> Tensor:
+    adv = adv.clamp(0, 1)
+    return (quantize(adv) if quantized else adv).detach()
+
+
+# ---------------------------------------------------------------------------------------------
+# L-infinity attacks
+# ---------------------------------------------------------------------------------------------
+
+def fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+         targeted: bool = False, quantize: bool = False) -> Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al., 2015): ``x + eps * sign(grad loss)``.
+
+    One step to the corner of the L-inf ball that increases the cross-entropy most to first
+    order. ``targeted=True`` treats ``labels`` as targets and steps to decrease their loss.
+    ``quantize=True`` rounds to the 8-bit grid and still stays within ``eps`` of the input
+    (up to 4e-7 of float slack when eps is a multiple of 1/255), as long as the ball holds a
+    grid value, which it always does for eps >= 1/510 or images already on the grid.
+    """
+    x, y = _check_inputs(model, images, labels, eps)
+    with _eval_mode(model):
+        grad = _loss_gradient(model, x, y, targeted)
+    adv = _project_linf(x + eps * grad.sign(), x, eps)
+    return _finish_linf(adv, x, eps, quantize)
+
+
+def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+        alpha: float | None = None, steps: int = 10, random_start: bool = True,
+        targeted: bool = False, generator: torch.Generator | None = None,
+        quantize: bool = False) -> Tensor:
+    """Projected gradient descent in the L-inf ball (Madry et al., 2018): iterated FGSM.
+
+    Starts from a uniform random point of the eps ball (``random_start``; draw it from
+    ``generator`` for reproducible runs), takes ``steps`` signed-gradient steps of size
+    ``alpha`` (default ``2.5 * eps / steps``, so the walk can cross the ball and back) and
+    projects onto the ball and [0, 1] after each. With ``random_start=False, steps=1,
+    alpha=eps`` it is exactly :func:`fgsm`. ``targeted`` and ``quantize`` as in :func:`fgsm`.
+    """
+    x, y = _check_inputs(model, images, labels, eps)
+    _check_positive_int("steps", steps)
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    adv = x
+    if random_start:
+        device = generator.device if generator is not None else x.device
+        noise = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
+        adv = (x + (2 * noise.to(x.device) - 1) * eps).clamp(0, 1)
+    with _eval_mode(model):
+        for _ in range(steps):
+            grad = _loss_gradient(model, adv, y, targeted)
+            adv = _project_linf(adv + alpha * grad.sign(), x, eps)
+    return _finish_linf(adv, x, eps, quantize)
+
+
+# ---------------------------------------------------------------------------------------------
+# Minimal-perturbation (L2) attacks
+# ---------------------------------------------------------------------------------------------
+
+def _deepfool_step(model: nn.Module, x: Tensor, labels: Tensor,
+                   candidates: Tensor) -> tuple[Tensor, Tensor]:
+    """One linearized DeepFool step for a batch: ``(still correct?, step r)`` per image.
+
+    For each candidate class k, ``f_k = z_k - z_label`` and ``w_k = grad f_k`` (one backward
+    per candidate over the whole batch). The closest linearized boundary is the k with the
+    least ``|f_k| / ||w_k||``; the step onto it is ``|f_k| / ||w_k||^2 * w_k``. Pixels already
+    at 0 or 1 that ``w_k`` would push further out are left out of ``w_k``: clipping would undo
+    that part of the step, and on MNIST (mostly 0-valued pixels) the attack would stall on
+    the boundary instead of crossing it.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        diffs = logits.gather(1, candidates) - logits.gather(1, labels[:, None])
+        grads = [torch.autograd.grad(diffs[:, k].sum(), x, retain_graph=True)[0]
+                 for k in range(candidates.shape[1])]
+    correct = logits.detach().argmax(1) == labels
+    w = torch.stack(grads, dim=1)  # N x K x C x H x W
+    pixels = x.detach().unsqueeze(1)
+    blocked = ((pixels <= 0) & (w < 0)) | ((pixels >= 1) & (w > 0))
+    w = w.masked_fill(blocked, 0).flatten(2)  # N x K x D
+    f = diffs.detach().abs()  # N x K
+    w_norm = w.norm(dim=2)
+    distance = torch.nan_to_num(f / w_norm, nan=math.inf)  # no gradient: never the closest
+    best = distance.argmin(1)
+    rows = torch.arange(len(x), device=x.device)
+    scale = f[rows, best] / w_norm[rows, best].clamp_min(1e-12) ** 2
+    return correct, (scale[:, None] * w[rows, best]).view_as(x)
+
+
+def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
+             overshoot: float = 0.02, num_candidates: int = 10,
+             quantize: bool = False) -> Tensor:
+    """DeepFool (Moosavi-Dezfooli et al., 2016), multi-class, L2: a near-minimal perturbation.
+
+    Repeatedly linearizes the model and steps onto the closest boundary between the label and
+    one of the ``num_candidates - 1`` other classes that scored highest on the clean image.
+    The accumulated perturbation is scaled by ``1 + overshoot`` to land just across the
+    boundary (with ``overshoot=0`` it lands on it, which does not reliably flip the label).
+    Pixels pinned at 0 or 1 are left out of a step that would push them further out.
+    The whole batch is processed together; images stop being updated once misclassified.
+    Images already misclassified are returned unchanged; images still correct after ``steps``
+    come back as the last iterate. Assumes each image's logits depend only on that image
+    (true in eval mode). ``quantize=True`` may push an image back across the boundary.
+    """
+    x, y = _check_inputs(model, images, labels)
+    _check_positive_int("steps", steps)
+    _check_positive_int("num_candidates", num_candidates)
+    if num_candidates < 2:
+        raise ValueError("num_candidates must be >= 2 (the label and at least one other class)")
+    if not overshoot >= 0:
+        raise ValueError(f"overshoot must be >= 0, got {overshoot}")
+    with _eval_mode(model):
+        with torch.no_grad():
+            logits = model(x)
+        _check_label_range(logits, y)
+        k = min(num_candidates, logits.shape[1])
+        # the highest-scoring classes other than the label, chosen once on the clean image
+        candidates = logits.scatter(1, y[:, None], -math.inf).topk(k - 1, dim=1).indices
+        adv, total = x.clone(), torch.zeros_like(x)
+        active = (logits.argmax(1) == y).nonzero().squeeze(1)
+        for _ in range(steps):
+            if len(active) == 0:
+                break
+            correct, step = _deepfool_step(model, adv[active], y[active], candidates[active])
+            active, step = active[correct], step[correct]  # the fooled ones are done
+            adv[active] = (x[active] + (1 + overshoot) * (total[active] + step)).clamp(0, 1)
+            # keep only what survived clipping, so later steps start from the real image
+            total[active] = (adv[active] - x[active]) / (1 + overshoot)
+    return _finish(adv, quantize)
+
+
+def _cw_margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """How far from success, per image: ``z_label - max other`` (``max other - z_target``)."""
+    label_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    best_other = logits.scatter(1, labels[:, None], -math.inf).amax(1)
+    return best_other - label_logit if targeted else label_logit - best_other
+
+
+def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 1.0,
+                   kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
+                   binary_search_steps: int = 5, targeted: bool = False,
+                   quantize: bool = False) -> Tensor:
+    """Carlini-Wagner L2 (2017): minimize ``||delta||^2 + c * max(margin, -kappa)`` with Adam.
+
+    The image is written as ``(tanh(w) + 1) / 2``, so it stays in [0, 1] with no clipping.
+    ``margin`` is ``z_label - max other logit`` (targeted: ``max other - z_target``); success
+    means ``margin < -kappa``, i.e. misclassified (reaching the target) with confidence
+    ``kappa``. A binary search runs per image over ``c``, starting at ``c``: smaller after a
+    success, larger (x10 until a first success) after a failure; the smallest successful
+    perturbation of any step is kept. Images never successful are returned unchanged (the
+    original image), so ``l2_norms(adv, images) == 0`` marks a failure.
+    ``quantize=True`` may undo a success.
+    """
+    x, y = _check_inputs(model, images, labels)
+    _check_positive_int("steps", steps)
+    _check_positive_int("binary_search_steps", binary_search_steps)
+    if not c > 0 or not lr > 0 or not kappa >= 0:
+        raise ValueError(f"need c > 0, lr > 0 and kappa >= 0, got c={c}, lr={lr}, "
+                         f"kappa={kappa}")
+    n = len(x)
+    w_start = torch.atanh((2 * x - 1) * (1 - 1e-6))  # shrink a little: atanh(+-1) is infinite
+    const = torch.full((n,), float(c), device=x.device, dtype=x.dtype)
+    lower, upper = torch.zeros_like(const), torch.full_like(const, math.inf)
+    best_l2, best_adv = torch.full_like(const, math.inf), x.clone()
+    with _eval_mode(model):
+        for _ in range(binary_search_steps):
+            w = w_start.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([w], lr=lr)
+            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
+            for _ in range(steps):
+                with torch.enable_grad():
+                    adv = (torch.tanh(w) + 1) / 2
+                    logits = model(adv)
+                    _check_label_range(logits, y)
+                    l2_sq = (adv - x).flatten(1).pow(2).sum(1)
+                    margin = _cw_margin(logits, y, targeted)
+                    loss = (l2_sq + const * margin.clamp_min(-kappa)).sum()
+                    (w.grad,) = torch.autograd.grad(loss, w)
+                with torch.no_grad():
+                    success = margin < -kappa
+                    l2 = l2_sq.sqrt()
+                    better = success & (l2 < best_l2)
+                    best_l2 = torch.where(better, l2, best_l2)
+                    best_adv[better] = adv[better]
+                    succeeded |= success
+                optimizer.step()
+            # per-image binary search on c
+            upper = torch.where(succeeded, torch.minimum(upper, const), upper)
+            lower = torch.where(succeeded, lower, torch.maximum(lower, const))
+            const = torch.where(upper < math.inf, (lower + upper) / 2, const * 10)
+    return _finish(best_adv, quantize)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring attacks
+# ---------------------------------------------------------------------------------------------
+
+def success_rate(model: nn.Module, adv: Tensor, labels: Tensor, targeted: bool = False) -> float:
+    """Fraction of ``adv`` misclassified (``targeted``: classified as ``labels``, the targets)."""
+    adv, labels = _check_inputs(model, adv, labels)
+    with _eval_mode(model), torch.no_grad():
+        predicted = model(adv).argmax(1)
+    hits = predicted == labels if targeted else predicted != labels
+    return hits.float().mean().item()
+
+
+def l2_norms(adv: Tensor, images: Tensor) -> Tensor:
+    """Per-image L2 norm of the perturbation ``adv - images`` (a length-N tensor)."""
+    return (adv - images).flatten(1).norm(dim=1)
+
+
+def linf_norms(adv: Tensor, images: Tensor) -> Tensor:
+    """Per-image L-inf norm of the perturbation ``adv - images`` (a length-N tensor)."""
+    return (adv - images).flatten(1).abs().amax(dim=1)

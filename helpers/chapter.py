@@ -1,0 +1,32 @@
+"""The first call of every chapter: pick the profile and device, seed, and say so."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import torch
+import torchvision
+
+from .device import get_device, seed_everything
+from .profiles import Profile, get_profile
+
+
+def describe_run(profile: Profile, device: torch.device) -> str:
+    """One line naming everything that produced a chapter's numbers."""
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    return (f"profile: {profile.name} | device: {device.type}{gpu} | torch {torch.__version__} | "
+            f"torchvision {torchvision.__version__} | python {platform.python_version()}")
+
+
+def start(chapter: str, seed: int = 0) -> tuple[Profile, torch.device]:
+    """Choose profile and device, seed everything, print the run line; returns (profile, device)."""
+    profile = get_profile()
+    device = get_device()
+    seed_everything(seed)
+    print(f"{chapter} | {describe_run(profile, device)}")
+    if profile.name == "quick":
+        print("Quick profile: small models and subsets, so the chapter runs on a CPU in minutes.\n"
+              "Its numbers are indicative, not paper scale: set LESSON_PROFILE=full on a GPU.")
+    sys.stdout.flush()
+    return profile, device

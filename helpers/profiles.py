@@ -1,0 +1,88 @@
+"""Run profiles: how big every experiment is.
+
+`quick` fits a 2-core CPU in minutes per chapter (it is what CI runs); `full` is paper scale and
+meant for a GPU. Chapters read sizes, epochs and sample counts from here, never hard-code them.
+Choose with the environment variable ``LESSON_PROFILE`` (default ``quick``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV = "LESSON_PROFILE"
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How one dataset's classifier is trained in a profile."""
+
+    train_size: int | None  # None: the whole training file
+    epochs: int
+    batch_size: int
+    lr: float
+    widths: tuple[int, int, int] = (32, 64, 128)  # CIFAR/GTSRB network's block widths
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size a chapter needs. Frozen, so a chapter cannot change it by accident."""
+
+    name: str
+    recipes: dict[str, TrainRecipe]
+    test_size: int | None  # images evaluated per test set (None: all)
+    attack_size: int  # images attacked per experiment
+    finetune_epochs: int  # Chapter 1: epochs of fine-tuning on shifted data
+    notes: str = field(default="", compare=False)
+
+    def recipe(self, dataset: str) -> TrainRecipe:
+        if dataset not in self.recipes:
+            raise KeyError(f"profile {self.name!r} has no training recipe for {dataset!r}; "
+                           f"known: {sorted(self.recipes)}")
+        return self.recipes[dataset]
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        recipes={
+            "mnist": TrainRecipe(train_size=10_000, epochs=2, batch_size=128, lr=1e-3),
+            "cifar10": TrainRecipe(train_size=10_000, epochs=8, batch_size=128, lr=3e-3,
+                                   label_smoothing=0.1),
+            "gtsrb": TrainRecipe(train_size=None, epochs=4, batch_size=128, lr=3e-3,
+                                 label_smoothing=0.1),
+        },
+        test_size=2_000,
+        attack_size=500,
+        finetune_epochs=2,
+        notes="CPU, minutes per chapter; numbers are indicative, not paper scale",
+    ),
+    "full": Profile(
+        name="full",
+        recipes={
+            "mnist": TrainRecipe(train_size=None, epochs=10, batch_size=128, lr=1e-3),
+            "cifar10": TrainRecipe(train_size=None, epochs=18, batch_size=512, lr=2e-3,
+                                   widths=(64, 256, 256), label_smoothing=0.1),
+            "gtsrb": TrainRecipe(train_size=None, epochs=15, batch_size=256, lr=2e-3,
+                                 widths=(64, 256, 256), label_smoothing=0.1),
+        },
+        test_size=None,
+        attack_size=10_000,
+        finetune_epochs=5,
+        notes="paper scale; meant for one GPU",
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the named profile, or the one ``LESSON_PROFILE`` selects (default ``quick``)."""
+    chosen = name if name is not None else os.environ.get(PROFILE_ENV, "quick")
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {chosen!r} (from {PROFILE_ENV} or the argument). "
+            f"Use one of {sorted(PROFILES)}: 'quick' for a CPU in minutes, 'full' for paper scale "
+            f"on a GPU, e.g. `export {PROFILE_ENV}=quick`."
+        )
+    return PROFILES[chosen]

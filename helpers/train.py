@@ -1,0 +1,234 @@
+"""Training and evaluation over on-device tensors, and a cache of trained models.
+
+No DataLoader and no per-image PIL transforms: the whole (sub)set sits on the device as one
+tensor, batches are index slices, and augmentation is done for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import data, models
+from .device import get_device, seed_everything
+from .files import atomic_path
+from .profiles import Profile, get_profile
+
+CACHE_ENV = "LESSON_CACHE_DIR"
+# Bump when a change to the training code should invalidate every cached model.
+TRAINING_CODE_VERSION = 1
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2,
+                     flip: bool = True) -> torch.Tensor:
+    """Translate each image by up to ``pad`` pixels (reflect padding) and flip half of them.
+
+    One gather for the whole batch: every image gets its own shift, no Python loop per image.
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
+    rows = (torch.arange(h, device=x.device)[None, :] + shifts[0, :, None])[:, :, None]
+    cols = (torch.arange(w, device=x.device)[None, :] + shifts[1, :, None])[:, None, :]
+    if flip:
+        flipped = torch.rand(n, generator=generator).to(x.device) < 0.5
+        cols = torch.where(flipped[:, None, None], cols.flip(-1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+        batch_size: int, lr: float, augment: Callable | None = None,
+        transform: Transform | None = None, label_smoothing: float = 0.0,
+        weight_decay: float = 5e-4, seed: int = 0, desc: str = "training",
+        progress: bool = True) -> list[dict]:
+    """Train ``model`` in place with AdamW and a one-cycle schedule; returns per-epoch history.
+
+    ``images`` (float in [0, 1], or uint8) and ``labels`` should already be on the model's
+    device. ``augment(batch, generator)`` and ``transform(batch)`` run on whole batches;
+    ``transform`` is also what the model will see at test time (e.g. JPEG, a shift).
+    """
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"need equally many images and labels, got {len(images)} and "
+                         f"{len(labels)}")
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    steps = math.ceil(len(images) / batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=0.25,
+                                                   total_steps=epochs * steps)
+    use_amp = device.type == "cuda"
+    history = []
+    model.train()
+    bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=True)
+    for epoch in range(epochs):
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            xb, yb = _as_float(images[idx]), labels[idx]
+            if augment is not None:
+                xb = augment(xb, generator)
+            if transform is not None:
+                xb = transform(xb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+            bar.update(1)
+        record = {"epoch": epoch + 1, "loss": loss_sum.item() / len(images),
+                  "train_accuracy": correct.item() / len(images)}
+        history.append(record)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.3f}",
+                        acc=f"{record['train_accuracy']:.3f}")
+    bar.close()
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
+            transform: Transform | None = None) -> torch.Tensor:
+    """Logits for ``images`` in batches, in eval mode; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        xb = _as_float(images[start:start + batch_size].to(device))
+        if transform is not None:
+            xb = transform(xb)
+        outputs.append(model(xb).float())
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 1000, transform: Transform | None = None) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` on ``images`` (optionally after ``transform``)."""
+    logits = predict(model, images, batch_size, transform)
+    return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# The checkpoint cache
+# ---------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where trained models are kept: ``LESSON_CACHE_DIR``, default ``lessondata/models``."""
+    return Path(os.environ.get(CACHE_ENV, data.LESSONDATA / "models")).expanduser()
+
+
+def checkpoint_path(key: dict) -> Path:
+    """A readable file name plus a hash of everything in ``key`` that determines the weights."""
+    blob = json.dumps({**key, "code_version": TRAINING_CODE_VERSION}, sort_keys=True,
+                      default=str)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    readable = "-".join(str(key[k]) for k in ("dataset", "model", "profile", "transform", "seed")
+                        if k in key)
+    return cache_dir() / f"{readable}-{digest}.pt"
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename: never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def cached_model(key: dict, make: Callable[[], nn.Module],
+                 train: Callable[[nn.Module], list[dict]],
+                 device: torch.device | None = None) -> nn.Module:
+    """Load the model for ``key`` from the cache, or build it with ``make``, ``train`` it, save.
+
+    The loaded model carries ``model.train_info`` (training seconds, history, the key), so a
+    chapter can report training cost even when the model came from the cache. An unreadable
+    checkpoint (e.g. from an interrupted run before atomic writes) is ignored and retrained.
+    """
+    device = device or get_device()
+    path = checkpoint_path(key)
+    seed_everything(int(key.get("seed", 0)))  # the same initial weights on every run
+    model = make().to(device)
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location=device, weights_only=True)
+            model.load_state_dict(saved["state_dict"])
+            model.train_info = saved["info"]
+            return model.eval()
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means retrain
+            warnings.warn(f"Ignoring unreadable checkpoint {path} ({exc}); retraining.",
+                          stacklevel=2)
+    started = time.perf_counter()
+    history = train(model)
+    info = {"train_seconds": time.perf_counter() - started, "history": history,
+            "key": json.dumps(key, sort_keys=True, default=str), "device": str(device)}
+    save_atomic({"state_dict": model.state_dict(), "info": info}, path)
+    model.train_info = info
+    return model.eval()
+
+
+def make_classifier(dataset: str, profile: Profile) -> nn.Module:
+    """The architecture the course uses for ``dataset`` at ``profile``'s size."""
+    if dataset == "mnist":
+        return models.mnist_classifier()
+    n_classes = len(data.class_names(dataset))
+    return models.cifar_classifier(n_classes, profile.recipe(dataset).widths)
+
+
+def augmentation_for(dataset: str) -> Callable | None:
+    """Shifts and flips for CIFAR-10; shifts only for GTSRB (signs are not mirror-symmetric)."""
+    if dataset == "cifar10":
+        return random_crop_flip
+    if dataset == "gtsrb":
+        return lambda x, g: random_crop_flip(x, g, flip=False)
+    return None
+
+
+def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
+               device: torch.device | None = None, transform: Transform | None = None,
+               transform_key: str = "none", progress: bool = True) -> nn.Module:
+    """The course's classifier for ``dataset``, trained by the profile's recipe, from the cache.
+
+    ``transform`` is applied to every training batch (e.g. JPEG for vaccination); name it in
+    ``transform_key`` so differently trained models never share a cache entry.
+    """
+    if transform is not None and transform_key == "none":
+        raise ValueError("a training transform needs a transform_key naming it for the cache")
+    profile = profile or get_profile()
+    device = device or get_device()
+    recipe = profile.recipe(dataset)
+    key = {"dataset": dataset, "model": "magnet-cnn" if dataset == "mnist" else "airbench-cnn",
+           "profile": profile.name, "transform": transform_key, "seed": seed,
+           "recipe": asdict(recipe)}
+
+    def train(model: nn.Module) -> list[dict]:
+        train_set = data.load(dataset, "train", n=recipe.train_size)
+        images, labels = train_set.images.to(device), train_set.labels.to(device)
+        return fit(model, images, labels, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                   lr=recipe.lr, augment=augmentation_for(dataset), transform=transform,
+                   label_smoothing=recipe.label_smoothing, seed=seed, progress=progress,
+                   desc=f"{dataset} classifier (seed {seed}, {transform_key})")
+
+    return cached_model(key, lambda: make_classifier(dataset, profile), train, device)

@@ -1,0 +1,390 @@
+"""Tests for helpers.attacks: bounds, exact references, analytic answers on linear models,
+attack strength on a small trained MNIST net, side effects on the model, quantization, errors.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import attacks, data, models, train
+from helpers.attacks import (
+    carlini_wagner,
+    deepfool,
+    fgsm,
+    l2_norms,
+    linf_norms,
+    pgd,
+    quantize,
+    success_rate,
+)
+
+ATTACKS = {
+    "fgsm": lambda m, x, y, **kw: fgsm(m, x, y, eps=0.1, **kw),
+    "pgd": lambda m, x, y, **kw: pgd(m, x, y, eps=0.1, steps=3, **kw),
+    "deepfool": lambda m, x, y, **kw: deepfool(m, x, y, steps=5, **kw),
+    "carlini_wagner": lambda m, x, y, **kw: carlini_wagner(m, x, y, steps=5,
+                                                           binary_search_steps=2, **kw),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mnist():
+    """A small MLP trained for a few seconds on 2000 MNIST images, and 200 test images."""
+    torch.manual_seed(0)
+    x_train, y_train = data.load("mnist", "train", n=2000).to("cpu")
+    x_test, y_test = data.load("mnist", "test", n=200).to("cpu")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    train.fit(model, x_train, y_train, epochs=8, batch_size=64, lr=3e-3, progress=False)
+    model.eval()
+    assert train.evaluate(model, x_test, y_test) > 0.85
+    return model, x_test, y_test
+
+
+def linear_problem(n_classes: int, n: int = 32, seed: int = 0):
+    """f(x) = Wx + b on 1x4x4 inputs in [0.4, 0.6], labelled by its own predictions.
+
+    Returns the model, inputs, labels, and the exact minimal L2 distance to the decision
+    boundary, min over j != y of (z_y - z_j) / ||w_y - w_j||, with the step that reaches it.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, n_classes))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(n_classes, 16, generator=gen))
+        model[1].bias.copy_(0.1 * torch.randn(n_classes, generator=gen))
+    x = 0.4 + 0.2 * torch.rand(n, 1, 4, 4, generator=gen)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    weight = model[1].weight.detach()
+    dw = weight[None] - weight[y][:, None]  # N x C x D: w_j - w_y
+    margin = logits.gather(1, y[:, None]) - logits  # z_y - z_j >= 0
+    distance = margin / dw.norm(dim=2)
+    distance[torch.arange(n), y] = float("inf")
+    d_min, j = distance.min(1)
+    rows = torch.arange(n)
+    step = (margin[rows, j] / dw[rows, j].norm(dim=1) ** 2)[:, None] * dw[rows, j]
+    return model, x, y, d_min, step.view_as(x)
+
+
+def in_ball(adv, x, eps, tol=1e-6):
+    return bool((adv - x).abs().max() <= eps + tol)
+
+
+def on_grid(images):
+    return bool(((images * 255) - (images * 255).round()).abs().max() < 1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# L-inf attacks: bounds and exact references
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eps", [0.0, 0.05, 0.3])
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_linf_attacks_stay_in_ball_and_image_range(mnist, attack, eps):
+    model, x, y = mnist
+    if attack == "fgsm":
+        adv = fgsm(model, x, y, eps=eps)
+    else:
+        adv = pgd(model, x, y, eps=eps, steps=5, generator=torch.Generator().manual_seed(0))
+    assert in_ball(adv, x, eps)
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert adv.shape == x.shape and adv.dtype == x.dtype and not adv.requires_grad
+    if eps > 0:  # the budget is actually used, not a do-nothing attack
+        assert linf_norms(adv, x).max() > eps / 2
+
+
+def test_fgsm_matches_hand_computed_gradient():
+    # cross-entropy of a linear model has gradient W^T (softmax(z) - onehot(y)) w.r.t. x
+    model, x, y, _, _ = linear_problem(n_classes=5)
+    weight, bias = model[1].weight.detach(), model[1].bias.detach()
+    flat = x.flatten(1)
+    probs = torch.softmax(flat @ weight.T + bias, dim=1)
+    grad = (probs - F.one_hot(y, 5).float()) @ weight
+    for eps in (0.05, 0.5):  # 0.5 makes clipping to [0, 1] bind
+        expected = (flat + eps * grad.sign()).clamp(0, 1).view_as(x)
+        torch.testing.assert_close(fgsm(model, x, y, eps=eps), expected, atol=1e-6, rtol=0)
+        # targeted: the step goes the other way
+        expected = (flat - eps * grad.sign()).clamp(0, 1).view_as(x)
+        torch.testing.assert_close(fgsm(model, x, y, eps=eps, targeted=True), expected,
+                                   atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_pgd_one_step_without_random_start_equals_fgsm(mnist, targeted):
+    model, x, y = mnist
+    for eps in (0.03, 0.2):
+        one_step = pgd(model, x, y, eps=eps, alpha=eps, steps=1, random_start=False,
+                       targeted=targeted)
+        assert torch.equal(one_step, fgsm(model, x, y, eps=eps, targeted=targeted))
+
+
+def test_pgd_default_alpha_and_random_start(mnist):
+    model, x, y = mnist
+    default = pgd(model, x, y, eps=0.1, steps=4, generator=torch.Generator().manual_seed(1))
+    explicit = pgd(model, x, y, eps=0.1, steps=4, alpha=2.5 * 0.1 / 4,
+                   generator=torch.Generator().manual_seed(1))
+    other_seed = pgd(model, x, y, eps=0.1, steps=4, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(default, explicit)  # same seed, same default step: reproducible
+    assert not torch.equal(default, other_seed)  # the start is really random
+
+
+def test_pgd_is_far_stronger_than_random_noise(mnist):
+    model, x, y = mnist
+    eps = 0.1
+    clean = train.evaluate(model, x, y)
+    signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noisy = train.evaluate(model, (x + eps * signs).clamp(0, 1), y)
+    adv = pgd(model, x, y, eps=eps, steps=10, generator=torch.Generator().manual_seed(0))
+    attacked = train.evaluate(model, adv, y)
+    assert noisy > clean - 0.15  # random corners of the ball barely matter ...
+    assert attacked < 0.2 and attacked < noisy - 0.5  # ... the worst corner does
+    assert success_rate(model, adv, y) == pytest.approx(1 - attacked)
+    assert attacked <= train.evaluate(model, fgsm(model, x, y, eps=eps), y)
+
+
+def test_targeted_attacks_raise_target_probability(mnist):
+    model, x, y = mnist
+    target = (y + 1) % 10
+    eps = 0.15
+    with torch.no_grad():
+        before = torch.softmax(model(x), 1).gather(1, target[:, None])
+    rates = {}
+    for name, adv in [("fgsm", fgsm(model, x, target, eps=eps, targeted=True)),
+                      ("pgd", pgd(model, x, target, eps=eps, targeted=True,
+                                  generator=torch.Generator().manual_seed(0)))]:
+        with torch.no_grad():
+            after = torch.softmax(model(adv), 1).gather(1, target[:, None])
+        assert after.mean() > before.mean() + 0.2, name
+        assert (after >= before - 1e-6).float().mean() > 0.9, name
+        rates[name] = success_rate(model, adv, target, targeted=True)
+    assert rates["pgd"] > 0.5 and rates["pgd"] > rates["fgsm"] + 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# DeepFool and Carlini-Wagner against analytic answers
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_deepfool_finds_exact_minimal_perturbation_of_linear_model(n_classes):
+    model, x, y, d_min, step = linear_problem(n_classes)
+    adv = deepfool(model, x, y, overshoot=0.0)
+    assert adv.min() > 0 and adv.max() < 1  # clipping did not bind: the analytic answer holds
+    torch.testing.assert_close(l2_norms(adv, x), d_min, atol=1e-4, rtol=0)
+    torch.testing.assert_close(adv - x, step, atol=1e-4, rtol=0)  # the right direction, too
+
+    adv = deepfool(model, x, y, overshoot=0.02)
+    assert success_rate(model, adv, y) == 1.0  # overshoot crosses the boundary
+    torch.testing.assert_close(l2_norms(adv, x), 1.02 * d_min, atol=1e-4, rtol=0)
+
+
+def test_deepfool_batch_equals_one_by_one_and_skips_misclassified(mnist):
+    model, x, y = mnist
+    x, y = x[:12], y[:12].clone()
+    y[0] = (model(x[:1]).argmax(1).item() + 1) % 10  # already misclassified
+    batch = deepfool(model, x, y)
+    assert torch.equal(batch[0], x[0])
+    singles = torch.cat([deepfool(model, x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    torch.testing.assert_close(batch, singles, atol=1e-5, rtol=0)
+    assert success_rate(model, batch[1:], y[1:]) == 1.0
+    # far smaller than the L-inf attacks' perturbations
+    assert l2_norms(batch, x).max() < l2_norms(fgsm(model, x, y, eps=0.1), x).min()
+
+
+def test_carlini_wagner_is_close_to_minimal_on_linear_model():
+    model, x, y, d_min, _ = linear_problem(4)
+    adv = carlini_wagner(model, x, y, steps=100, binary_search_steps=6)
+    norms = l2_norms(adv, x)
+    assert success_rate(model, adv, y) == 1.0
+    assert (norms >= d_min - 1e-4).all()  # nothing beats the exact minimum ...
+    assert (norms <= 1.2 * d_min).all()  # ... and CW gets close to it
+
+
+def test_carlini_wagner_confidence_and_targets():
+    model, x, y, _, _ = linear_problem(4)
+    target, kappa = (y + 1) % 4, 1.0
+    adv = carlini_wagner(model, x, target, kappa=kappa, steps=200, lr=0.05,
+                         binary_search_steps=6, targeted=True)
+    with torch.no_grad():
+        clean, logits = model(x), model(adv)
+    assert (logits.argmax(1) == target).all()
+    others = logits.scatter(1, target[:, None], -float("inf")).amax(1)
+    assert (logits.gather(1, target[:, None]).squeeze(1) - others >= kappa - 1e-4).all()
+    # analytic lower bound: z_t - z_j must grow to kappa along w_t - w_j, for every j
+    weight = model[1].weight.detach()
+    dw = weight[target][:, None] - weight[None]  # N x C x D
+    needed = (kappa - (clean.gather(1, target[:, None]) - clean)) / dw.norm(dim=2)
+    needed[torch.arange(len(x)), target] = 0
+    assert (l2_norms(adv, x) >= needed.amax(1) - 1e-4).all()
+
+
+def test_carlini_wagner_returns_original_where_it_never_succeeds():
+    model, x, y, _, _ = linear_problem(4)
+    adv = carlini_wagner(model, x, y, c=1e-4, steps=2, binary_search_steps=1)
+    assert torch.equal(adv, x)
+    assert success_rate(model, adv, y) == 0.0
+
+
+def test_minimal_attacks_on_trained_model(mnist):
+    model, x, y = mnist
+    x, y = x[:16], y[:16]
+    cw = carlini_wagner(model, x, y, steps=50, binary_search_steps=5, lr=0.05)
+    df = deepfool(model, x, y)  # crosses even where pixels are pinned at 0 (most of MNIST)
+    assert success_rate(model, cw, y) == 1.0 and success_rate(model, df, y) == 1.0
+    assert cw.min() >= 0 and cw.max() <= 1 and df.min() >= 0 and df.max() <= 1
+    # both are small next to an eps = 0.1 L-inf attack (L2 of about 0.1 * sqrt(784) = 2.8)
+    fgsm_l2 = l2_norms(fgsm(model, x, y, eps=0.1), x).median()
+    assert l2_norms(df, x).median() < fgsm_l2 / 2 and l2_norms(cw, x).median() < fgsm_l2
+
+
+# ---------------------------------------------------------------------------------------------
+# Side effects on the model, and what models are accepted
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_model_mode_restored_and_no_parameter_gradients(name):
+    torch.manual_seed(0)
+    model = models.mnist_classifier()  # has dropout: train mode would make attacks random
+    model.train()
+    model[0].eval()  # a mixed state must come back exactly as it was
+    modes = [m.training for m in model.modules()]
+    x = torch.rand(4, 1, 28, 28)
+    y = torch.arange(4)
+    adv = ATTACKS[name](model, x, y)
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+    assert not adv.requires_grad and adv.shape == x.shape
+    if name in ("fgsm", "deepfool"):  # deterministic: the same as attacking in eval mode
+        model.eval()
+        assert torch.equal(adv, ATTACKS[name](model, x, y))
+
+
+def test_attacks_work_under_no_grad_and_through_a_defense(mnist):
+    model, x, y = mnist
+    defended = nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), model)  # a smoothing input
+    with torch.no_grad():
+        adv = pgd(defended, x[:32], y[:32], eps=0.2, random_start=False)
+    assert success_rate(defended, adv, y[:32]) > 0.5
+    stateless = nn.Sequential(nn.Flatten(), nn.Tanh())  # no parameters at all
+    adv = fgsm(stateless, x[:4], torch.zeros(4, dtype=torch.long), eps=0.1)
+    assert in_ball(adv, x[:4], 0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantization to the 8-bit grid
+# ---------------------------------------------------------------------------------------------
+
+def test_quantize_rounds_to_grid():
+    x = torch.rand(3, 1, 5, 5)
+    q = quantize(x)
+    assert on_grid(q) and (q - x).abs().max() <= 0.5 / 255 + 1e-7
+    assert torch.equal(quantize(q), q)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_can_quantize(mnist, name):
+    model, x, y = mnist
+    adv = ATTACKS[name](model, x[:8], y[:8], quantize=True)
+    assert on_grid(adv) and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_quantized_linf_attacks_stay_in_ball_even_off_grid(mnist):
+    model, x, y = mnist
+    eps = 3 / 255
+    # MNIST images are on the grid: the ball's ends are grid values, rounding stays inside
+    adv = pgd(model, x, y, eps=eps, quantize=True, generator=torch.Generator().manual_seed(0))
+    assert on_grid(adv) and in_ball(adv, x, eps)
+    # half a grid step off: plain rounding of the ball's ends steps outside ...
+    shifted = (x * 254 + 0.5) / 255
+    adv = pgd(model, shifted, y, eps=eps, generator=torch.Generator().manual_seed(0))
+    assert not in_ball(quantize(adv), shifted, eps)
+    # ... the attacks round the ball inward instead
+    for adv in (pgd(model, shifted, y, eps=eps, quantize=True,
+                    generator=torch.Generator().manual_seed(0)),
+                fgsm(model, shifted, y, eps=eps, quantize=True)):
+        assert on_grid(adv) and in_ball(adv, shifted, eps)
+        assert linf_norms(adv, shifted).max() > eps - 1 / 255  # still uses the budget
+    # a ball narrower than the grid holds no grid value: the nearest grid value is returned
+    adv = fgsm(model, shifted, y, eps=0.1 / 255, quantize=True)
+    assert torch.equal(adv, quantize(shifted))
+
+
+# ---------------------------------------------------------------------------------------------
+# Input validation
+# ---------------------------------------------------------------------------------------------
+
+def _linear():
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+
+X = torch.full((2, 1, 4, 4), 0.5)
+Y = torch.tensor([0, 1])
+BAD_INPUTS = {
+    "above one": (X + 1, Y, {}, r"\[0, 1\]"),
+    "below zero": (X - 1, Y, {}, r"\[0, 1\]"),
+    "nan": (X * float("nan"), Y, {}, "NaN"),
+    "uint8": ((X * 255).to(torch.uint8), Y, {}, "float"),
+    "3-D": (X[0], Y, {}, "4-D"),
+    "empty": (X[:0], Y[:0], {}, "empty"),
+    "length mismatch": (X, Y[:1], {}, "one label per image"),
+    "2-D labels": (X, Y[:, None], {}, "one label per image"),
+    "float labels": (X, Y.float(), {}, "integer"),
+    "negative eps": (X, Y, {"eps": -0.1}, "eps must be >= 0"),
+    "label out of range": (X, torch.tensor([0, 3]), {}, "0..2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_bad_inputs_raise_clear_errors(name, case):
+    images, labels, params, message = BAD_INPUTS[case]
+    if "eps" in params:
+        if name not in ("fgsm", "pgd"):
+            return
+        attack = fgsm if name == "fgsm" else pgd
+        with pytest.raises(ValueError, match=message):
+            attack(_linear(), images, labels, **params)
+        return
+    with pytest.raises(ValueError, match=message):
+        ATTACKS[name](_linear(), images, labels)
+
+
+def test_tiny_float_error_outside_range_is_accepted():
+    model = _linear()
+    x = X.clone()
+    x[0, 0, 0, 0] = 1 + 1e-7
+    adv = fgsm(model, x, Y, eps=0.1)
+    assert adv.max() <= 1
+
+
+def test_device_mismatch_raises():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3, device="meta"))
+    with pytest.raises(ValueError, match="same device"):
+        fgsm(model, X, Y, eps=0.1)
+    with pytest.raises(ValueError, match="same device"):
+        fgsm(_linear(), X, Y.to("meta"), eps=0.1)
+
+
+def test_bad_parameters_raise():
+    with pytest.raises(ValueError, match="steps"):
+        pgd(_linear(), X, Y, eps=0.1, steps=0)
+    with pytest.raises(ValueError, match="alpha"):
+        pgd(_linear(), X, Y, eps=0.1, alpha=-1.0)
+    with pytest.raises(ValueError, match="num_candidates"):
+        deepfool(_linear(), X, Y, num_candidates=1)
+    with pytest.raises(ValueError, match="c > 0"):
+        carlini_wagner(_linear(), X, Y, c=0.0)
+    with pytest.raises(TypeError):
+        fgsm(_linear(), X.numpy(), Y, eps=0.1)
+
+
+def test_public_api():
+    for name in ("fgsm", "pgd", "deepfool", "carlini_wagner", "quantize", "success_rate",
+                 "l2_norms", "linf_norms"):
+        assert callable(getattr(attacks, name))
