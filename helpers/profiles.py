@@ -53,7 +53,7 @@ PROFILES: dict[str, Profile] = {
             "gtsrb": TrainRecipe(train_size=None, epochs=4, batch_size=128, lr=3e-3,
                                  label_smoothing=0.1),
         },
-        test_size=2_000,
+        test_size=1_000,
         attack_size=500,
         finetune_epochs=2,
         notes="CPU, minutes per chapter; numbers are indicative, not paper scale",

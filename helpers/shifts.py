@@ -12,6 +12,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from .jpeg import check_images, jpeg
+from .train import evaluate
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -87,3 +88,11 @@ def random_shift(x: torch.Tensor, generator: torch.Generator,
             seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
             out[idx] = apply_shift(x[idx], names[code // 3], code % 3 + 1, seed)
     return out
+
+
+def accuracy_under_shifts(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                          names: tuple[str, ...] = tuple(SHIFTS)) -> dict[str, list[float]]:
+    """``{shift: [clean, severity 1, 2, 3]}`` accuracies of ``model`` on the same test images."""
+    clean = evaluate(model, images, labels)
+    return {name: [clean] + [evaluate(model, apply_shift(images, name, s), labels)
+                             for s in (1, 2, 3)] for name in names}

@@ -1,0 +1,54 @@
+"""Re-execute chapters and store their outputs in the notebooks (the publishing workflow).
+
+    python -m helpers.publish --profile quick            # every chapter
+    python -m helpers.publish --profile full book/01_distribution_shift.ipynb
+
+Each notebook's first output names the profile, device and library versions that produced it.
+Widget state is stored too, so sliders work on the static website.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from .files import atomic_path
+from .profiles import PROFILE_ENV, PROFILES
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+
+
+def execute_notebook(path: Path, profile: str, timeout: int = 1800) -> float:
+    """Run ``path`` top to bottom in a fresh kernel with ``profile``; write it back atomically."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ[PROFILE_ENV] = profile
+    notebook = nbformat.read(path, as_version=4)
+    started = time.perf_counter()
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            store_widget_state=True)
+    client.execute()
+    seconds = time.perf_counter() - started
+    with atomic_path(path) as tmp:
+        nbformat.write(notebook, tmp)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="chapters to run (default: every book/*.ipynb, in order)")
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = parser.parse_args(argv)
+    for path in args.notebooks or sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
+        seconds = execute_notebook(path, args.profile, args.timeout)
+        print(f"{path.name}: executed in {seconds:.0f} s ({args.profile} profile)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The book as a whole: stored notebooks, the Colab set-up, and a warnings-as-errors site build."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [entry["file"] for entry in toc["chapters"]]
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_every_chapter_is_in_the_toc_in_order():
+    assert CHAPTERS, "no chapters found in book/"
+    assert _toc_files() == [f"book/{p.stem}" for p in CHAPTERS]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_cell_uses_the_configured_repository(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    first = "".join(code[0]["source"])
+    assert "google.colab" in first, "the first code cell must be the Colab set-up cell"
+    url = re.search(r'REPO_URL = "([^"]+)"', first).group(1)
+    branch = re.search(r'BRANCH = "([^"]+)"', first).group(1)
+    assert url == CONFIG["repository"]["url"]
+    assert branch == CONFIG["repository"]["branch"]
+    assert "remove-cell" in code[0]["metadata"].get("tags", [])
+    assert not code[0].get("outputs"), "the Colab cell must do nothing (print nothing) locally"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_stored_executed_with_its_profile_line(path):
+    code = [c for c in _cells(path) if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "every code cell must be executed"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    first = next(o for o in outputs if o["output_type"] == "stream")
+    text = "".join(first["text"])
+    for word in ("profile:", "device:", "torch ", "torchvision "):
+        assert word in text, f"first output must state the {word.strip(': ')}: {text!r}"
+    raw = path.read_text()
+    for local in ("/work/", "/tmp/", "/root/"):
+        assert local not in raw, f"{path.name} contains a local path {local}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_assert_cells_are_hidden_from_the_site(path):
+    for cell in _cells(path):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and re.search(r"^assert ", source, re.MULTILINE):
+            assert "remove-cell" in cell["metadata"].get("tags", []), source[:80]
+        assert "NBVAL" not in source, "use tags, not nbval comment markers"
+
+
+def test_site_builds_without_warnings(tmp_path):
+    """Jupyter Book 1.x, warnings as errors, from the stored outputs."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build",
+         str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(tmp_path)],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    html = tmp_path / "_build" / "html"
+    for path in CHAPTERS:
+        page = (html / "book" / f"{path.stem}.html").read_text()
+        expected = (f"colab.research.google.com/github/"
+                    f"{CONFIG['repository']['url'].split('github.com/')[1]}/blob/"
+                    f"{CONFIG['repository']['branch']}/book/{path.name}")
+        assert expected in page, "Open-in-Colab link missing or wrong"
+        assert page.count("<img") >= 3, "the chapter's figures are missing"
+        assert "application/vnd.jupyter.widget-state+json" in page, "widget state not embedded"
+        assert "assert " not in re.sub(r"<[^>]+>", "", page), "an assert cell leaked to the site"

@@ -1,0 +1,167 @@
+"""helpers.profiles, helpers.device and helpers.chapter: choosing sizes, the device, seeds."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import chapter, data, device, profiles
+from helpers.profiles import PROFILE_ENV, get_profile
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+# ---------------------------------------------------------------------------------------------
+
+
+def test_quick_and_full_exist_with_recipes_for_every_dataset():
+    assert {"quick", "full"} <= set(profiles.PROFILES)
+    for name in ("quick", "full"):
+        profile = get_profile(name)
+        assert profile.name == name
+        for dataset in data.DATASETS:
+            recipe = profile.recipe(dataset)
+            assert recipe.epochs >= 1 and recipe.batch_size >= 1 and recipe.lr > 0
+            assert recipe.train_size is None or recipe.train_size > 0
+            assert len(recipe.widths) == 3
+
+
+def test_quick_is_smaller_than_full():
+    quick, full = get_profile("quick"), get_profile("full")
+    assert quick.attack_size < full.attack_size
+    assert quick.test_size is not None and full.test_size is None
+    assert quick.recipe("mnist").train_size is not None
+    assert full.recipe("mnist").train_size is None  # paper scale: the whole training set
+    assert full.recipe("cifar10").widths == (64, 256, 256)
+
+
+def test_default_is_quick(monkeypatch):
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    assert get_profile().name == "quick"
+
+
+def test_env_var_is_honoured(monkeypatch):
+    monkeypatch.setenv(PROFILE_ENV, "full")
+    assert get_profile().name == "full"
+    assert get_profile("quick").name == "quick"  # an explicit name wins over the env var
+
+
+@pytest.mark.parametrize("spelling", ["FULL", "Full", " full ", "full\n"])
+def test_names_are_case_and_space_insensitive(monkeypatch, spelling):
+    assert get_profile(spelling).name == "full"
+    monkeypatch.setenv(PROFILE_ENV, spelling)
+    assert get_profile().name == "full"
+
+
+@pytest.mark.parametrize("bad", ["fast", "quick2", "ful"])
+def test_unknown_profile_raises_naming_the_env_var(monkeypatch, bad):
+    with pytest.raises(ValueError, match=PROFILE_ENV) as info:
+        get_profile(bad)
+    assert "quick" in str(info.value) and "full" in str(info.value)
+    monkeypatch.setenv(PROFILE_ENV, bad)
+    with pytest.raises(ValueError, match=PROFILE_ENV):
+        get_profile()
+
+
+def test_unknown_dataset_recipe_is_a_key_error():
+    with pytest.raises(KeyError, match="svhn"):
+        get_profile("quick").recipe("svhn")
+
+
+def test_profiles_are_frozen():
+    profile = get_profile("quick")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.attack_size = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.recipe("mnist").epochs = 100  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------------------------
+# Device
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("LESSON_DEVICE", raising=False)
+
+
+def test_cpu_fallback_without_cuda(no_cuda):
+    assert device.get_device() == torch.device("cpu")
+
+
+def test_cuda_chosen_when_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("LESSON_DEVICE", raising=False)
+    assert device.get_device().type == "cuda"
+    monkeypatch.setenv("LESSON_DEVICE", "cpu")  # forced CPU even with a GPU
+    assert device.get_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("wanted", ["cuda", "cuda:0"])
+def test_requested_cuda_without_cuda_raises(no_cuda, monkeypatch, wanted):
+    monkeypatch.setenv("LESSON_DEVICE", wanted)
+    with pytest.raises(RuntimeError, match="LESSON_DEVICE"):
+        device.get_device()
+    monkeypatch.delenv("LESSON_DEVICE")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        device.get_device(prefer=wanted)
+
+
+def test_prefer_argument_and_env(no_cuda, monkeypatch):
+    assert device.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("LESSON_DEVICE", "cpu")
+    assert device.get_device() == torch.device("cpu")
+
+
+def test_invalid_device_string_raises(no_cuda, monkeypatch):
+    monkeypatch.setenv("LESSON_DEVICE", "gpu-please")
+    with pytest.raises(RuntimeError):
+        device.get_device()
+
+
+def _draws(generator: torch.Generator):
+    return (random.random(), float(np.random.rand()), torch.rand(3).tolist(),
+            torch.rand(3, generator=generator).tolist())
+
+
+def test_seed_everything_repeats_all_draws():
+    first = _draws(device.seed_everything(123))
+    second = _draws(device.seed_everything(123))
+    assert first == second
+    other = _draws(device.seed_everything(124))
+    for a, b in zip(first, other, strict=True):
+        assert a != b
+    assert isinstance(device.seed_everything(0), torch.Generator)
+
+
+def test_seed_everything_accepts_large_seeds():
+    """NumPy takes seeds below 2**32 only; bigger seeds are folded, not rejected."""
+    a = _draws(device.seed_everything(2**40 + 7))
+    b = _draws(device.seed_everything(2**40 + 7))
+    assert a == b
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter.start: the first call of every chapter
+# ---------------------------------------------------------------------------------------------
+
+def test_start_prints_the_run_line_and_seeds(no_cuda, monkeypatch, capsys):
+    monkeypatch.setenv(PROFILE_ENV, "quick")
+    profile, dev = chapter.start("00_test", seed=5)
+    x = torch.rand(4)
+    out = capsys.readouterr().out
+    assert profile.name == "quick" and dev == torch.device("cpu")
+    assert out.startswith("00_test | profile: quick | device: cpu")
+    assert f"torch {torch.__version__}" in out and "LESSON_PROFILE=full" in out
+    chapter.start("00_test", seed=5)
+    assert torch.equal(torch.rand(4), x)
+    capsys.readouterr()
+    monkeypatch.setenv(PROFILE_ENV, "full")
+    profile, _ = chapter.start("00_test")
+    assert profile.name == "full" and "Quick profile" not in capsys.readouterr().out

@@ -1,0 +1,186 @@
+"""helpers.results (recorded headline numbers) and helpers.plots (figures and slider galleries)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from helpers import plots, results
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_cpu(monkeypatch):
+    monkeypatch.setenv("LESSON_PROFILE", "quick")
+    monkeypatch.setenv("LESSON_DEVICE", "cpu")
+
+
+def test_record_writes_json_under_results_dir(results_dir, quick_cpu):
+    results.record("01_test", "clean_accuracy", 0.8125)
+    path = results_dir / "quick" / "01_test.json"
+    assert path.is_file() and results.results_path("01_test") == path
+    entry = json.loads(path.read_text())["clean_accuracy"]
+    assert entry == {"value": 0.8125, "profile": "quick", "device": "cpu",
+                     "date": dt.date.today().isoformat()}
+    assert [p.name for p in path.parent.iterdir()] == ["01_test.json"]  # no temp file left
+
+
+def test_second_record_keeps_the_first(results_dir, quick_cpu):
+    results.record("01_test", "b_second", 2, note="an int is a number too")
+    results.record("01_test", "a_first", 0.5)
+    stored = results.load_results("01_test")
+    assert set(stored) == {"a_first", "b_second"}
+    assert stored["b_second"]["value"] == 2.0
+    assert stored["b_second"]["note"] == "an int is a number too"
+    assert "note" not in stored["a_first"]
+    # the file lists names in order, so committed diffs stay small
+    text = (results_dir / "quick" / "01_test.json").read_text()
+    assert text.index("a_first") < text.index("b_second") and text.endswith("\n")
+    # recording a name again replaces its value only
+    results.record("01_test", "a_first", 0.75)
+    stored = results.load_results("01_test")
+    assert stored["a_first"]["value"] == 0.75 and stored["b_second"]["value"] == 2.0
+
+
+def test_values_are_rounded_to_six_digits(results_dir, quick_cpu):
+    results.record("01_test", "x", 1 / 3)
+    assert results.load_results("01_test")["x"]["value"] == 0.333333
+
+
+def test_profiles_and_chapters_are_kept_apart(results_dir, quick_cpu, monkeypatch):
+    results.record("01_test", "x", 0.1)
+    results.record("02_test", "x", 0.2)
+    monkeypatch.setenv("LESSON_PROFILE", "full")
+    results.record("01_test", "x", 0.3)
+    assert (results_dir / "full" / "01_test.json").is_file()
+    assert results.load_results("01_test")["x"]["value"] == 0.3
+    assert results.load_results("01_test", "quick")["x"]["value"] == 0.1
+    assert results.load_results("02_test", "quick")["x"]["value"] == 0.2
+    assert results.load_results("03_none") == {}
+
+
+@pytest.mark.parametrize("value", ["0.5", None, [0.5], torch.tensor([0.5, 0.6])])
+def test_non_numbers_raise_type_error(results_dir, quick_cpu, value):
+    with pytest.raises(TypeError, match="must be a number"):
+        results.record("01_test", "x", value)
+    assert not (results_dir / "quick" / "01_test.json").exists()
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="helpers/results.py record: isinstance(value, (int, float)) rejects "
+                   "NumPy scalars such as np.float32 and np.int64, which are numbers")
+@pytest.mark.parametrize("value", [np.float32(0.5), np.int64(3)])
+def test_numpy_numbers_are_recorded(results_dir, quick_cpu, value):
+    results.record("01_test", "x", value)
+    assert results.load_results("01_test")["x"]["value"] == pytest.approx(float(value))
+
+
+def test_results_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv(results.RESULTS_ENV, str(tmp_path))
+    assert results.results_dir() == tmp_path
+    monkeypatch.delenv(results.RESULTS_ENV)
+    assert results.results_dir().parts[-2:] == ("lessondata", "results")
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _batch(n: int, channels: int = 3) -> torch.Tensor:
+    return torch.rand(n, channels, 8, 8, generator=torch.Generator().manual_seed(n))
+
+
+def test_image_grid_has_one_axis_per_cell():
+    fig = plots.image_grid([_batch(4), _batch(4)], row_labels=["clean", "jpeg"],
+                           titles=[list("abcd"), list("efgh")], col_labels=list("0123"))
+    assert isinstance(fig, plt.Figure)
+    assert len(fig.axes) == 8
+    top_left = fig.axes[0]
+    assert top_left.get_ylabel() == "clean" and top_left.get_title() == "0\na"
+    assert fig.axes[5].get_title() == "f"  # second row: titles only, no column label
+    assert all(len(ax.get_images()) == 1 for ax in fig.axes)
+
+
+def test_image_grid_ragged_rows_and_gray_images():
+    fig = plots.image_grid([_batch(3, channels=1), _batch(1, channels=1)])
+    assert len(fig.axes) == 6
+    drawn = [len(ax.get_images()) for ax in fig.axes]
+    assert drawn == [1, 1, 1, 1, 0, 0]
+    assert not fig.axes[4].axison  # the empty cells are switched off
+    image = fig.axes[0].get_images()[0].get_array()
+    assert image.shape == (8, 8)  # one channel drawn as a gray 2-D image
+
+
+def test_image_grid_clamps_values():
+    fig = plots.image_grid([torch.full((1, 3, 4, 4), 2.0)], suptitle="clamped")
+    assert float(np.asarray(fig.axes[0].get_images()[0].get_array()).max()) == 1.0
+    assert fig._suptitle.get_text() == "clamped"
+
+
+def test_line_and_bar_charts():
+    ax = plots.line_chart([1, 2, 3], {"a": [0.1, 0.5, 0.9], "b": [0.2, 0.2, 0.2]}, "severity")
+    assert len(ax.get_lines()) == 2
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([10, 50, 90])
+    assert ax.get_ylim() == (0, 100) and ax.get_xlabel() == "severity"
+    bars = plots.bar_chart(["x", "y", "z"], {"a": [0.1, 0.2, 0.3], "b": [0.4, 0.5, 0.6]})
+    heights = [p.get_height() for p in bars.patches]
+    assert heights == pytest.approx([10, 20, 30, 40, 50, 60])
+    raw = plots.bar_chart(["x"], {"a": [3.5]}, percent=False)
+    assert raw.patches[0].get_height() == 3.5
+
+
+def test_figure_png_renders_and_closes():
+    fig = plots.image_grid([_batch(2)])
+    png = plots.figure_png(fig)
+    assert png.startswith(PNG_MAGIC) and len(png) > 100
+    assert not plt.fignum_exists(fig.number)
+
+
+@pytest.mark.parametrize("labels", [None, ["q=90", "q=50", "q=10"]])
+def test_slider_gallery(labels):
+    figures = [plots.image_grid([_batch(2) * k / 3]) for k in range(1, 4)]
+    box = plots.slider_gallery(figures, "quality", labels=labels)
+    assert isinstance(box, widgets.VBox)
+    sliders = [c for c in box.children if isinstance(c, widgets.IntSlider)]
+    stacks = [c for c in box.children if isinstance(c, widgets.Stack)]
+    assert len(sliders) == 1 and len(stacks) == 1
+    slider, stack = sliders[0], stacks[0]
+    assert (slider.min, slider.max, slider.value) == (0, len(figures) - 1, 0)
+    assert slider.description == "quality"
+    assert len(stack.children) == len(figures) and stack.selected_index == 0
+    pictures = [bytes(child.value) for child in stack.children]
+    assert all(isinstance(child, widgets.Image) for child in stack.children)
+    assert all(p.startswith(PNG_MAGIC) and len(p) > 100 for p in pictures)
+    assert len(set(pictures)) == len(figures)  # a different picture per position
+    assert not any(plt.fignum_exists(f.number) for f in figures)  # rendered and closed
+    captions = [c for c in box.children if isinstance(c, widgets.ToggleButtons)]
+    if labels is None:
+        assert captions == [] and slider.readout
+    else:
+        assert len(captions) == 1 and list(captions[0].options) == labels
+        assert not slider.readout
+
+
+def test_slider_gallery_with_one_figure():
+    box = plots.slider_gallery([plots.image_grid([_batch(1)])], "only")
+    slider = next(c for c in box.children if isinstance(c, widgets.IntSlider))
+    assert slider.max == 0
