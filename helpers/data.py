@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise DataError(f"{path} holds arrays {sorted(z.files)}; expected exactly "
                                 "'images' and 'labels'.")
             return z["images"], z["labels"]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as exc:
         raise DataError(
             f"{path} is corrupt or not a lesson .npz file ({type(exc).__name__}: {exc}). "
             f"Delete it and prepare it again (`python -m helpers.data prepare`), or point "

@@ -22,6 +22,8 @@ def check_images(images: torch.Tensor, what: str = "images") -> None:
     if images.ndim != 4:
         raise ValueError(f"{what} must be a batch N x C x H x W, got shape {tuple(images.shape)}; "
                          "add a batch axis with `x[None]` for one image.")
+    if images.numel() and not torch.isfinite(images).all():
+        raise ValueError(f"{what} contain NaN or infinite values.")
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(f"{what} must lie in [0, 1] (got min {images.min().item():.3g}, "
                          f"max {images.max().item():.3g}); clamp or rescale them first.")

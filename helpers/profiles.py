@@ -33,6 +33,9 @@ class Profile:
     recipes: dict[str, TrainRecipe]
     test_size: int | None  # images evaluated per test set (None: all)
     attack_size: int  # images attacked per experiment
+    cw_size: int  # images for Carlini-Wagner, the slowest attack
+    cw_steps: int  # Adam steps per binary-search round
+    cw_search_steps: int  # binary-search rounds over the constant c
     finetune_epochs: int  # Chapter 1: epochs of fine-tuning on shifted data
     notes: str = field(default="", compare=False)
 
@@ -50,11 +53,14 @@ PROFILES: dict[str, Profile] = {
             "mnist": TrainRecipe(train_size=10_000, epochs=2, batch_size=128, lr=1e-3),
             "cifar10": TrainRecipe(train_size=10_000, epochs=8, batch_size=128, lr=3e-3,
                                    label_smoothing=0.1),
-            "gtsrb": TrainRecipe(train_size=None, epochs=4, batch_size=128, lr=3e-3,
+            "gtsrb": TrainRecipe(train_size=None, epochs=3, batch_size=128, lr=3e-3,
                                  label_smoothing=0.1),
         },
         test_size=1_000,
         attack_size=500,
+        cw_size=100,
+        cw_steps=50,
+        cw_search_steps=3,
         finetune_epochs=2,
         notes="CPU, minutes per chapter; numbers are indicative, not paper scale",
     ),
@@ -69,6 +75,9 @@ PROFILES: dict[str, Profile] = {
         },
         test_size=None,
         attack_size=10_000,
+        cw_size=1_000,
+        cw_steps=200,
+        cw_search_steps=6,
         finetune_epochs=5,
         notes="paper scale; meant for one GPU",
     ),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -35,8 +37,9 @@ def load_results(chapter: str, profile: str | None = None) -> dict[str, dict]:
 
 def record(chapter: str, name: str, value: float, note: str = "") -> None:
     """Store one headline number with the profile, device and date that produced it."""
-    if not isinstance(value, (int, float)):
-        raise TypeError(f"result {name!r} must be a number, got {type(value).__name__}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(float(value)):
+        raise TypeError(f"result {name!r} must be a finite number, got {value!r}")
     profile = get_profile().name
     entries = load_results(chapter, profile)
     entries[name] = {"value": round(float(value), 6), "profile": profile,

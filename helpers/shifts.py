@@ -63,7 +63,7 @@ def apply_shift(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> tor
     """
     if name not in SHIFTS:
         raise ValueError(f"Unknown shift {name!r}; choose one of {list(SHIFTS)}.")
-    if severity not in (1, 2, 3):
+    if isinstance(severity, bool) or not isinstance(severity, int) or severity not in (1, 2, 3):
         raise ValueError(f"severity must be 1, 2 or 3, got {severity!r}.")
     check_images(x)
     fn, params, _ = SHIFTS[name]

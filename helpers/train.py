@@ -28,7 +28,7 @@ from .profiles import Profile, get_profile
 
 CACHE_ENV = "LESSON_CACHE_DIR"
 # Bump when a change to the training code should invalidate every cached model.
-TRAINING_CODE_VERSION = 1
+TRAINING_CODE_VERSION = 2
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -73,8 +73,13 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
     generator = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, pct_start=0.25,
-                                                   total_steps=epochs * steps)
+    total = epochs * steps
+    warmup = max(1, round(0.25 * total))  # one-cycle: linear warm-up, then linear decay to 0
+
+    def one_cycle(step: int) -> float:
+        return (step + 1) / warmup if step < warmup else (total - step) / max(1, total - warmup)
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
     use_amp = device.type == "cuda"
     history = []
     model.train()

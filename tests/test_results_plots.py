@@ -79,9 +79,6 @@ def test_non_numbers_raise_type_error(results_dir, quick_cpu, value):
     assert not (results_dir / "quick" / "01_test.json").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="helpers/results.py record: isinstance(value, (int, float)) rejects "
-                   "NumPy scalars such as np.float32 and np.int64, which are numbers")
 @pytest.mark.parametrize("value", [np.float32(0.5), np.int64(3)])
 def test_numpy_numbers_are_recorded(results_dir, quick_cpu, value):
     results.record("01_test", "x", value)
