@@ -20,7 +20,8 @@ from .profiles import PROFILE_ENV, PROFILES
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
-def execute_notebook(path: Path, profile: str, timeout: int = 1800) -> float:
+def execute_notebook(path: Path, profile: str, timeout: int = 1800,
+                     allow_errors: bool = False) -> float:
     """Run ``path`` top to bottom in a fresh kernel with ``profile``; write it back atomically."""
     import nbformat
     from nbclient import NotebookClient
@@ -30,7 +31,7 @@ def execute_notebook(path: Path, profile: str, timeout: int = 1800) -> float:
     started = time.perf_counter()
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=True)
+                            store_widget_state=True, allow_errors=allow_errors)
     client.execute()
     seconds = time.perf_counter() - started
     with atomic_path(path) as tmp:
@@ -44,9 +45,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="chapters to run (default: every book/*.ipynb, in order)")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--draft", action="store_true",
+                        help="authors: run past failing cells to see every failure at once")
     args = parser.parse_args(argv)
     for path in args.notebooks or sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
-        seconds = execute_notebook(path, args.profile, args.timeout)
+        seconds = execute_notebook(path, args.profile, args.timeout, args.draft)
         print(f"{path.name}: executed in {seconds:.0f} s ({args.profile} profile)", flush=True)
 
 

@@ -52,7 +52,8 @@ moves *every* pixel by the same small amount `eps` in that direction. Under an L
     code("""
 def my_fgsm(model, x, y, eps):
     x = x.clone().requires_grad_(True)
-    grad, = torch.autograd.grad(F.cross_entropy(model(x), y), x)
+    loss = F.cross_entropy(model(x), y, reduction="sum")  # sum: each image on its own
+    grad, = torch.autograd.grad(loss, x)
     return (x + eps * grad.sign()).clamp(0, 1).detach()
 """),
     md("""
@@ -104,9 +105,9 @@ def show_attack(name, index=0, eps=8 / 255):
     i = correct[index:index + 1]
     adv = attacks.pgd(model, x[i], y[i], eps, steps=20, quantize=True)
     p_clean, p_adv = (F.softmax(train.predict(model, z), 1)[0] for z in (x[i], adv))
-    caption = [f"{classes[p_clean.argmax()][:22]}\\n{p_clean.max():.0%}", "perturbation x 12",
+    caption = [f"{classes[p_clean.argmax()][:22]}\\n{p_clean.max():.0%}", "scaled x 16",
                f"{classes[p_adv.argmax()][:22]}\\n{p_adv.max():.0%}"]
-    noise = (0.5 + 6 * (adv - x[i]) / (2 * eps * 3)).clamp(0, 1)
+    noise = 0.5 + (adv - x[i]) / (2 * eps)  # -eps..eps mapped to black..white
     return plots.image_grid([torch.cat([x[i], noise, adv])], titles=[caption], scale=2.2,
                             col_labels=["clean", "+ perturbation", "= adversarial"])
 
@@ -142,7 +143,7 @@ fig.tight_layout()
 plt.show()
 """),
     md("""
-PGD is never weaker than FGSM and usually much stronger: at a budget of 8/255, a change no
+PGD is never weaker than FGSM, and clearly stronger at moderate budgets: at 8/255, a change no
 person would notice, PGD leaves the CIFAR-10 model almost nothing. The MNIST model holds out a
 little longer, because its digits are nearly binary and small changes to a black background are
 easy to ignore, but at eps 0.3 (the usual MNIST budget) PGD defeats it too.
@@ -151,7 +152,7 @@ easy to ignore, but at eps 0.3 (the usual MNIST budget) PGD defeats it too.
 for name, series in curves.items():
     for f, p in zip(series["FGSM"][1:], series["PGD-10"][1:]):
         assert p <= f + 0.01, (name, series)  # PGD never weaker than FGSM
-    assert max(f - p for f, p in zip(series["FGSM"][1:], series["PGD-10"][1:])) > 0.10, series
+    assert max(f - p for f, p in zip(series["FGSM"][1:], series["PGD-10"][1:])) > 0.05, series
 assert curves["cifar10"]["PGD-10"][-1] < 0.05, curves["cifar10"]          # 8/255 PGD
 assert curves["mnist"]["PGD-10"][-1] < 0.05, curves["mnist"]              # eps 0.3 PGD
 assert curves["mnist"]["PGD-10"][1] > curves["cifar10"]["PGD-10"][1]      # MNIST holds longer
@@ -206,7 +207,7 @@ of successful DeepFool examples that rounding alone turns back into correct pred
 several overshoots.
 """),
     code("""
-overshoots = [0.02, 0.1, 0.5, 1.0]
+overshoots = [0.02, 0.2, 1.0]
 undone = []
 for overshoot in overshoots:
     adv = attacks.deepfool(model, xc, yc, overshoot=overshoot)
@@ -243,8 +244,9 @@ cycle per pixel, i.e. in the finest half of the frequency range.
     code("""
 pgd8 = attacks.pgd(model, xc, yc, 8 / 255)
 natural = xc[1:] - xc[:-1]
+white = torch.rand(xc.shape, generator=torch.Generator().manual_seed(0)).to(device) - 0.5
 perturbations = {"PGD 8/255": pgd8 - xc, "FGSM 8/255": fgsm8 - xc, "DeepFool": df - xc,
-                 "natural image differences": natural}
+                 "natural image differences": natural, "white noise (reference)": white}
 fig, ax = plt.subplots(figsize=(6, 3.6))
 share = {}
 for label, delta in perturbations.items():
@@ -259,26 +261,26 @@ for label, s in share.items():
     print(f"{label:26s} {s:5.1%} of its energy above 0.25 cycles/pixel")
 """),
     md("""
-The data supports the description, with a nuance. Differences between natural images keep
-almost all their energy at low frequencies, as natural images do. FGSM and PGD perturbations
-spread their energy far more evenly, so they carry many times more of it at high frequencies:
-the sign of the gradient flips from pixel to pixel. DeepFool's minimal perturbations sit in
-between. They are smoother than the sign attacks but still much richer in fine detail than
-natural variation. That gap is what Chapters 3 and 4 try to exploit: remove fine detail, and
+The data supports the description, with a nuance worth remembering. Differences between natural
+images keep almost all their energy at low frequencies, as natural images do. The attack
+perturbations (FGSM, PGD and DeepFool alike) look like **white noise**: their energy is spread
+almost evenly over all frequencies, so most of it sits at high frequencies simply because there
+are many more fine-detail frequencies than coarse ones. "High frequency" is true relative to
+natural images; the attacks are not aiming at high frequencies, they just do not avoid them.
+That gap is what Chapters 3 and 4 try to exploit: remove fine detail, and
 you may remove the attack while keeping the image.
 """),
     check("""
 for label in ("PGD 8/255", "FGSM 8/255", "DeepFool"):
-    assert share[label] > 3 * share["natural image differences"], share
-assert share["PGD 8/255"] > share["DeepFool"], share
+    assert share[label] > 5 * share["natural image differences"], share   # far more fine detail
+    assert abs(share[label] - share["white noise (reference)"]) < 0.15, share  # about white
 """),
     md("""
 ## Transfer: one model's adversarial examples against another
 
 Does an adversarial example only fool the model it was made on? We train a second MNIST model
 with a different seed (same architecture, same data) and show it PGD examples made on the
-first. This "transfer" is what lets an attacker who cannot see a model's gradients attack it
-through a stand-in, and it will matter again when we compare defended models.
+first. If they do, an attacker who cannot see a model's gradients can attack it through a stand-in.
 """),
     code("""
 other = train.classifier("mnist", seed=1)
@@ -296,15 +298,18 @@ plt.show()
 print(f"second model's clean accuracy: {train.evaluate(other, x, y):.1%}")
 """),
     md("""
-Transfer is partial. The examples hurt the independent model far less than the model they were
-made on, but at larger budgets they hurt it a lot: part of what the attack exploits is shared by
-models trained on the same data.
+Transfer is strong. Examples made on one model also fool an independently trained one,
+somewhat less than the model they were made on but never more: the two models learned much the
+same features from the same data, and the attack exploits what they share. This is what makes
+attacks without access to a model's gradients practical, and it will matter again when we
+compare defended models.
 """),
     check("""
-a, b = transfer[0.2]
-assert b > a + 0.2, transfer                        # much weaker than white-box ...
-a3, b3 = transfer[0.3]
-assert b3 < train.evaluate(other, x, y) - 0.2, transfer  # ... but real at eps 0.3
+other_clean = train.evaluate(other, x, y)
+for a, b in transfer.values():
+    assert b >= a - 0.03, transfer                  # never (clearly) stronger than white-box
+assert transfer[0.2][1] < other_clean - 0.4, transfer  # yet strong: > 40 points lost at 0.2
+assert transfer[0.3][1] < 0.2, transfer
 """),
     md("""
 ## Try it: an eps slider
