@@ -39,7 +39,7 @@ def record(chapter: str, name: str, value: float, note: str = "") -> None:
     """Store one headline number with the profile, device and date that produced it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(float(value)):
-        raise TypeError(f"result {name!r} must be a finite number, got {value!r}")
+        raise TypeError(f"result {name!r} must be a number (finite, not a bool), got {value!r}")
     profile = get_profile().name
     entries = load_results(chapter, profile)
     entries[name] = {"value": round(float(value), 6), "profile": profile,
