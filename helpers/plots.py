@@ -57,6 +57,17 @@ def image_grid(rows: Sequence[torch.Tensor], row_labels: Sequence[str] | None = 
     return fig
 
 
+def _label_axes(ax: plt.Axes, ylabel: str, title: str | None, percent: bool) -> plt.Axes:
+    """The finishing touches every chart shares: y label, 0-100 range for percent, legend."""
+    ax.set_ylabel(ylabel)
+    if percent:
+        ax.set_ylim(0, 100)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def line_chart(x: Sequence, series: dict[str, Sequence[float]], xlabel: str,
                ylabel: str = "accuracy (%)", title: str | None = None, ax: plt.Axes | None = None,
                percent: bool = True) -> plt.Axes:
@@ -67,13 +78,7 @@ def line_chart(x: Sequence, series: dict[str, Sequence[float]], xlabel: str,
         values = [100 * v for v in values] if percent else list(values)
         ax.plot(list(x), values, marker="o", label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if percent:
-        ax.set_ylim(0, 100)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    return _label_axes(ax, ylabel, title, percent)
 
 
 def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]],
@@ -88,13 +93,7 @@ def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]],
         positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         ax.bar(positions, values, width=width, label=label)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
-    ax.set_ylabel(ylabel)
-    if percent:
-        ax.set_ylim(0, 100)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
+    return _label_axes(ax, ylabel, title, percent)
 
 
 def figure_png(fig: plt.Figure) -> bytes:
