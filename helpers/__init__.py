@@ -2,13 +2,15 @@
 
 Modules, one job each: ``profiles`` (how big), ``device`` (where, and seeds), ``data`` (the
 datasets as tensors), ``models``, ``train`` (fit, evaluate, the model cache), ``shifts``
-(natural distribution shifts), ``jpeg``, ``attacks``, ``plots``, ``results`` and ``chapter``
-(the first call of every chapter).
+(natural distribution shifts), ``jpeg``, ``attacks``, ``spectra`` (where perturbations keep
+their energy), ``defenses`` (MagNet's autoencoders and detectors), ``plots``, ``results`` and
+``chapter`` (the first call of every chapter).
 """
 
-from . import attacks, data, device, jpeg, models, plots, profiles, results, shifts, train
+from . import (attacks, data, defenses, device, jpeg, models, plots, profiles, results, shifts,
+               spectra, train)
 from .chapter import start
 
-__all__ = ["attacks", "data", "device", "jpeg", "models", "plots", "profiles", "results",
-           "shifts", "train", "start"]
+__all__ = ["attacks", "data", "defenses", "device", "jpeg", "models", "plots", "profiles",
+           "results", "shifts", "spectra", "train", "start"]
 __version__ = "0.1.0"
