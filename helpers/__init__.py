@@ -7,8 +7,20 @@ their energy), ``defenses`` (MagNet's autoencoders and detectors), ``plots``, ``
 ``chapter`` (the first call of every chapter).
 """
 
-from . import (attacks, data, defenses, device, jpeg, models, plots, profiles, results, shifts,
-               spectra, train)
+from . import (
+               attacks,
+               data,
+               defenses,
+               device,
+               jpeg,
+               models,
+               plots,
+               profiles,
+               results,
+               shifts,
+               spectra,
+               train,
+)
 from .chapter import start
 
 __all__ = ["attacks", "data", "defenses", "device", "jpeg", "models", "plots", "profiles",
