@@ -76,7 +76,7 @@ def _fit_autoencoder(model: nn.Module, images: torch.Tensor, recipe: Autoencoder
         total = torch.zeros((), device=images.device)
         for step in range(steps):
             clean = images[order[step * recipe.batch_size:(step + 1) * recipe.batch_size]]
-            clean = clean.float() / 255 if clean.dtype == torch.uint8 else clean
+            clean = train.as_float(clean)
             noise = torch.randn(clean.shape, generator=generator).to(clean.device)
             output = model((clean + recipe.noise * noise).clamp(0, 1))
             loss = F.mse_loss(output, clean) + recipe.activity_l2 * output.pow(2).mean()

@@ -51,7 +51,8 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2,
     return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def _as_float(x: torch.Tensor) -> torch.Tensor:
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float in [0, 1]; float images unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
@@ -89,7 +90,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
         loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         for step in range(steps):
             idx = order[step * batch_size:(step + 1) * batch_size]
-            xb, yb = _as_float(images[idx]), labels[idx]
+            xb, yb = as_float(images[idx]), labels[idx]
             if augment is not None:
                 xb = augment(xb, generator)
             if transform is not None:
@@ -123,7 +124,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
     device = next(model.parameters()).device
     outputs = []
     for start in range(0, len(images), batch_size):
-        xb = _as_float(images[start:start + batch_size].to(device))
+        xb = as_float(images[start:start + batch_size].to(device))
         if transform is not None:
             xb = transform(xb)
         outputs.append(model(xb).float())
