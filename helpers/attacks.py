@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .models import eval_mode
 
 PIXEL_TOLERANCE = 1e-6  # images may leave [0, 1] by this much (float round-off), no more
 _GRID_TOLERANCE = 1e-4  # in grid steps: absorbs float error when eps is a multiple of 1/255
@@ -87,22 +87,6 @@ def _check_label_range(logits: Tensor, labels: Tensor) -> None:
     if labels.min().item() < 0 or labels.max().item() >= n_classes:
         raise ValueError(f"labels must lie in 0..{n_classes - 1} for a model with {n_classes} "
                          f"outputs, got values in {labels.min().item()}..{labels.max().item()}")
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode, then restore every submodule's own training flag.
-
-    Attacks must see the deployed model (no dropout noise, BatchNorm running statistics) and
-    must not change a model that is mid-training, so every flag is put back as it was.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool) -> Tensor:
@@ -173,7 +157,7 @@ def fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
     grid value, which it always does for eps >= 1/510 or images already on the grid.
     """
     x, y = _check_inputs(model, images, labels, eps)
-    with _eval_mode(model):
+    with eval_mode(model):
         grad = _loss_gradient(model, x, y, targeted)
     adv = _project_linf(x + eps * grad.sign(), x, eps)
     return _finish_linf(adv, x, eps, quantize)
@@ -201,7 +185,7 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
         device = generator.device if generator is not None else x.device
         noise = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
         adv = (x + (2 * noise.to(x.device) - 1) * eps).clamp(0, 1)
-    with _eval_mode(model):
+    with eval_mode(model):
         for _ in range(steps):
             grad = _loss_gradient(model, adv, y, targeted)
             adv = _project_linf(adv + alpha * grad.sign(), x, eps)
@@ -265,7 +249,7 @@ def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
         raise ValueError("num_candidates must be >= 2 (the label and at least one other class)")
     if not overshoot >= 0:
         raise ValueError(f"overshoot must be >= 0, got {overshoot}")
-    with _eval_mode(model):
+    with eval_mode(model):
         with torch.no_grad():
             logits = model(x)
         _check_label_range(logits, y)
@@ -318,7 +302,7 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
     const = torch.full((n,), float(c), device=x.device, dtype=x.dtype)
     lower, upper = torch.zeros_like(const), torch.full_like(const, math.inf)
     best_l2, best_adv = torch.full_like(const, math.inf), x.clone()
-    with _eval_mode(model):
+    with eval_mode(model):
         for _ in range(binary_search_steps):
             w = w_start.clone().requires_grad_(True)
             optimizer = torch.optim.Adam([w], lr=lr)
@@ -354,7 +338,7 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
 def success_rate(model: nn.Module, adv: Tensor, labels: Tensor, targeted: bool = False) -> float:
     """Fraction of ``adv`` misclassified (``targeted``: classified as ``labels``, the targets)."""
     adv, labels = _check_inputs(model, adv, labels)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         predicted = model(adv).argmax(1)
     hits = predicted == labels if targeted else predicted != labels
     return hits.float().mean().item()

@@ -195,6 +195,24 @@ def load(name: str, split: str = "train", n: int | None = None, seed: int = 0,
     return ImageSet(name, split, images, labels, class_names(name))
 
 
+def held_out(name: str, n: int, train_size: int | None, seed: int = 0) -> ImageSet:
+    """``n`` training images that ``load(name, "train", n=train_size, seed=seed)`` never contains.
+
+    Thresholds and other choices made on data must not be made on images a model trained on.
+    The training subset is the start of a fixed permutation; the held-out images are its end.
+    """
+    full = load(name, "train")
+    total = len(full)
+    used = total if train_size is None or train_size >= total else train_size
+    if n <= 0 or used + n > total:
+        raise ValueError(
+            f"cannot hold out {n} of {total} {name} training images when {used} are used for "
+            f"training; give the profile's recipe a train_size of at most {total - max(n, 1)}")
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(total, generator=generator)[total - n:].sort().values
+    return ImageSet(name, "train", full.images[keep], full.labels[keep], full.classes)
+
+
 def _save_npz_atomic(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, images=images, labels=labels)

@@ -5,6 +5,9 @@ Normalisation lives inside the model, so attacks and defenses work in pixel spac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -65,3 +68,21 @@ def cifar_classifier(num_classes: int = 10,
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode, then restore every submodule's own training flag.
+
+    Attacks, predictions and detector scores must see the deployed model (no dropout noise,
+    BatchNorm running statistics) and must not change a model that is mid-training. Restoring
+    only the top-level flag is not enough: ``model.train(True)`` would also switch submodules
+    that were in eval mode (say, a frozen classifier inside a defense) into training mode.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -48,3 +48,11 @@ def record(chapter: str, name: str, value: float, note: str = "") -> None:
     with atomic_path(results_path(chapter, profile)) as tmp, open(tmp, "w") as f:
         json.dump(dict(sorted(entries.items())), f, indent=1)
         f.write("\n")
+
+
+def published(name: str) -> dict:
+    """A published number from ``lessondata/published.json``, with its claim and source."""
+    entries = json.loads((LESSONDATA / "published.json").read_text())
+    if name not in entries:
+        raise KeyError(f"no published number {name!r}; known: {sorted(entries)}")
+    return entries[name]

@@ -118,17 +118,15 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
             transform: Transform | None = None) -> torch.Tensor:
-    """Logits for ``images`` in batches, in eval mode; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
+    """Logits for ``images`` in batches, in eval mode; every submodule's mode is restored after."""
     device = next(model.parameters()).device
     outputs = []
-    for start in range(0, len(images), batch_size):
-        xb = as_float(images[start:start + batch_size].to(device))
-        if transform is not None:
-            xb = transform(xb)
-        outputs.append(model(xb).float())
-    model.train(was_training)
+    with models.eval_mode(model):
+        for start in range(0, len(images), batch_size):
+            xb = as_float(images[start:start + batch_size].to(device))
+            if transform is not None:
+                xb = transform(xb)
+            outputs.append(model(xb).float())
     return torch.cat(outputs)
 
 

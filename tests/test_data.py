@@ -412,3 +412,76 @@ def test_cli(monkeypatch, capsys):
     assert lines[0] == "mnist/train: 5 images ok" and len(lines) == 6
     with pytest.raises(SystemExit):
         data.main([])
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out training images (Chapter 3's detector thresholds)
+# ---------------------------------------------------------------------------------------------
+
+def _row_keys(ds: data.ImageSet) -> set[bytes]:
+    """One key per image (pixels and label); MNIST's 60,000 training rows are all distinct."""
+    return {hashlib.blake2b(row.numpy().tobytes() + bytes([label]), digest_size=16).digest()
+            for row, label in zip(ds.images.flatten(1), ds.labels.tolist(), strict=True)}
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_held_out_is_disjoint_from_the_training_subset(data_dir, seed):
+    full = data.load("mnist", "train")
+    train_size, n = 10_000, 2_000
+    training = data.load("mnist", "train", n=train_size, seed=seed)
+    held = data.held_out("mnist", n, train_size, seed=seed)
+    assert (held.name, held.split, held.classes) == ("mnist", "train", full.classes)
+    assert len(held) == n and held.images.shape == (n, 1, 28, 28)
+    assert held.images.dtype == torch.uint8 and held.labels.dtype == torch.int64
+    # by content: no held-out image (with its label) is a training image
+    assert len(_row_keys(full)) == len(full)  # so content identifies the index
+    held_keys = _row_keys(held)
+    assert len(held_keys) == n  # no repeats
+    assert held_keys.isdisjoint(_row_keys(training))
+    # by index: the last n of the seeded permutation whose first train_size entries load uses
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(held.images, full.images[perm[-n:].sort().values])
+    assert torch.equal(held.labels, full.labels[perm[-n:].sort().values])
+    assert torch.equal(training.labels, full.labels[perm[:train_size].sort().values])
+    # a mix of classes, not one corner of the file
+    assert torch.bincount(held.labels, minlength=10).min() > 100
+
+
+def test_held_out_is_deterministic_and_fills_exactly_the_rest(data_dir):
+    a = data.held_out("mnist", 500, 10_000)
+    b = data.held_out("mnist", 500, 10_000)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    # the held-out set does not depend on train_size: the same images for every profile
+    c = data.held_out("mnist", 500, 55_000)
+    assert torch.equal(a.images, c.images)
+    # train_size + n == the file: together they are the whole training file, once each
+    training = data.load("mnist", "train", n=55_000)
+    rest = data.held_out("mnist", 5_000, 55_000)
+    assert _row_keys(training) | _row_keys(rest) == _row_keys(data.load("mnist", "train"))
+    # another seed holds out other images
+    assert not torch.equal(a.images, data.held_out("mnist", 500, 10_000, seed=1).images)
+
+
+@pytest.mark.parametrize(("n", "train_size"), [(1, None), (2_000, None), (1, 60_000),
+                                               (1, 10**6), (2_001, 58_000), (0, 10_000),
+                                               (-1, 10_000)])
+def test_held_out_refuses_what_would_overlap_training(data_dir, n, train_size):
+    with pytest.raises(ValueError, match="cannot hold out"):
+        data.held_out("mnist", n, train_size)
+
+
+def test_held_out_allows_exactly_the_rest(data_dir):
+    assert len(data.held_out("mnist", 2_000, 58_000)) == 2_000
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_quick_profile_can_hold_out_its_validation_images(data_dir, dataset):
+    from helpers import defenses, profiles
+
+    profile = profiles.get_profile("quick")
+    full = data.load(dataset, "train")
+    n = profile.validation_size
+    for recipe in (profile.recipe(dataset), defenses.AUTOENCODER_RECIPES["quick"][dataset]):
+        held = data.held_out(dataset, n, recipe.train_size)
+        assert len(held) == n and held.images.shape[1:] == full.images.shape[1:]
+        assert recipe.train_size + n <= len(full)
