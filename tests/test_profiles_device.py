@@ -36,7 +36,9 @@ def test_quick_is_smaller_than_full():
     assert quick.attack_size < full.attack_size
     assert quick.test_size is not None and full.test_size is None
     assert quick.recipe("mnist").train_size is not None
-    assert full.recipe("mnist").train_size is None  # paper scale: the whole training set
+    # paper scale: the whole training set but the 5,000 images held out for thresholds
+    assert full.recipe("mnist").train_size == 55_000 and full.recipe("cifar10").train_size == 45_000
+    assert quick.recipe("mnist").train_size < full.recipe("mnist").train_size
     assert full.recipe("cifar10").widths == (64, 256, 256)
 
 
