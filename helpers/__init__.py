@@ -2,9 +2,10 @@
 
 Modules, one job each: ``profiles`` (how big), ``device`` (where, and seeds), ``data`` (the
 datasets as tensors), ``models``, ``train`` (fit, evaluate, the model cache), ``shifts``
-(natural distribution shifts), ``jpeg``, ``attacks``, ``spectra`` (where perturbations keep
-their energy), ``defenses`` (MagNet's autoencoders and detectors), ``plots``, ``results`` and
-``chapter`` (the first call of every chapter).
+(natural distribution shifts), ``jpeg``, ``transforms`` (other cheap input transformations),
+``attacks``, ``spectra`` (where perturbations keep their energy), ``defenses`` (MagNet's
+autoencoders and detectors), ``evaluate`` (every attack against every defense on the same
+images), ``plots``, ``results`` and ``chapter`` (the first call of every chapter).
 """
 
 from . import (
@@ -12,6 +13,7 @@ from . import (
                data,
                defenses,
                device,
+               evaluate,
                jpeg,
                models,
                plots,
@@ -20,9 +22,10 @@ from . import (
                shifts,
                spectra,
                train,
+               transforms,
 )
 from .chapter import start
 
-__all__ = ["attacks", "data", "defenses", "device", "jpeg", "models", "plots", "profiles",
-           "results", "shifts", "spectra", "train", "start"]
+__all__ = ["attacks", "data", "defenses", "device", "evaluate", "jpeg", "models", "plots",
+           "profiles", "results", "shifts", "spectra", "train", "transforms", "start"]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ Run from the repository root (about a minute or two on 2 CPU cores)::
 
     python -m tests.benchmarks.bench_attacks
     python tests/benchmarks/bench_attacks.py --threads 2 --n 1000 --repeats 3
+    python tests/benchmarks/bench_attacks.py --only jpeg --repeats 15   # seconds, no model
 
 Both PGD implementations attack the same model and the same CIFAR-10 test images with the
 same parameters (PGD-10, eps 8/255, alpha 2/255, no random start, so both do the same work
@@ -162,33 +163,13 @@ def pillow_jpeg_loop(images: Tensor, quality: int) -> Tensor:
     return torch.stack(out).float().div_(255)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="CIFAR-10 test images (1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (3)")
-    parser.add_argument("--batch-size", type=int, default=250,
-                        help="images per attack call, the same for both (250)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1; 0: torch's own choice)")
-    parser.add_argument("--quality", type=int, default=75, help="JPEG quality (75)")
-    args = parser.parse_args(argv)
-
+def bench_pgd(args: argparse.Namespace, device: torch.device, images: Tensor,
+              labels: Tensor) -> None:
+    """PGD-10 of helpers.attacks against torchattacks on the same model and batches."""
     import torchattacks
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = get_device()
-    started = time.perf_counter()
-
-    print("Machine")
-    for key, value in machine_facts(device):
-        print(f"  {key:<28} {value}")
-
     model, which = load_model(device)
-    images, labels = data.load("cifar10", "test", n=args.n).to(device)
     print(f"\nModel: {which}")
-    print(f"Images: {len(images)} CIFAR-10 test images (data.load('cifar10', 'test', "
-          f"n={args.n}), batches of {args.batch_size}")
     clean = train.evaluate(model, images, labels)
 
     batches = [(images[i:i + args.batch_size], labels[i:i + args.batch_size])
@@ -212,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
           f"under helpers PGD {train.evaluate(model, adv_ours, labels):.3f}, "
           f"under torchattacks PGD {train.evaluate(model, adv_theirs, labels):.3f}")
 
+
+def bench_jpeg(args: argparse.Namespace, device: torch.device, images: Tensor) -> None:
+    """helpers.jpeg.jpeg on the whole batch against a Pillow loop, one image at a time."""
     times, outputs = compare({"helpers.jpeg.jpeg (one batch)": lambda: jpeg.jpeg(images,
                                                                                args.quality),
                               "Pillow, one image at a time": lambda: pillow_jpeg_loop(
@@ -222,6 +206,37 @@ def main(argv: list[str] | None = None) -> None:
     batched, looped = outputs.values()
     diff = (batched.cpu() - looped).abs().max().item() * 255
     print(f"  check: largest difference between the two: {diff:.0f} / 255")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="CIFAR-10 test images (1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (3)")
+    parser.add_argument("--batch-size", type=int, default=250,
+                        help="images per attack call, the same for both (250)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1; 0: torch's own choice)")
+    parser.add_argument("--quality", type=int, default=75, help="JPEG quality (75)")
+    parser.add_argument("--only", choices=["pgd", "jpeg"],
+                        help="run one of the two benchmarks (default: both)")
+    args = parser.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = get_device()
+    started = time.perf_counter()
+
+    print("Machine")
+    for key, value in machine_facts(device):
+        print(f"  {key:<28} {value}")
+
+    images, labels = data.load("cifar10", "test", n=args.n).to(device)
+    print(f"\nImages: {len(images)} CIFAR-10 test images (data.load('cifar10', 'test', "
+          f"n={args.n}), batches of {args.batch_size}")
+    if args.only != "jpeg":
+        bench_pgd(args, device, images, labels)
+    if args.only != "pgd":
+        bench_jpeg(args, device, images)
     print(f"\nTotal time {time.perf_counter() - started:.0f} s")
 
 

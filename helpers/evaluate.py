@@ -1,0 +1,50 @@
+"""Score defenses against attacks on the same images: one table, every pair.
+
+Chapters 4-6 ask the same question many times: made with these attacks, cleaned by these
+input transformations, how many images does the model still get right? ``accuracy_table``
+answers it for every (attack, defense) pair on the same images, so rows and columns compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from . import attacks, train
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   adversarial: Mapping[str, torch.Tensor],
+                   defenses: Mapping[str, Transform | None]) -> dict[str, dict[str, float]]:
+    """``table[attack][defense]``: accuracy of ``model`` on defended images.
+
+    ``adversarial`` maps attack names to adversarial versions of ``images`` (the row
+    ``"clean"`` is added for the clean images); ``defenses`` maps names to transforms applied
+    before the model (``None``: the images as they are).
+    """
+    rows = {"clean": images, **adversarial}
+    for name, adv in rows.items():
+        if adv.shape != images.shape:
+            raise ValueError(f"adversarial images {name!r} have shape {tuple(adv.shape)}, "
+                             f"the clean images {tuple(images.shape)}")
+    return {name: {label: train.evaluate(model, adv, labels, transform=defense)
+                   for label, defense in defenses.items()}
+            for name, adv in rows.items()}
+
+
+def standard_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     eps: tuple[float, ...] = (2 / 255, 8 / 255),
+                     overshoot: float = 0.02) -> dict[str, torch.Tensor]:
+    """FGSM at each ``eps`` and DeepFool: the attacks Das et al. (2017) compressed away.
+
+    Returned as floats, as the attacks produce them; evaluate ``attacks.quantize`` of them to
+    score what an attacker can actually submit.
+    """
+    adversarial = {f"FGSM {round(e * 255)}/255": attacks.fgsm(model, images, labels, e)
+                   for e in eps}
+    adversarial["DeepFool"] = attacks.deepfool(model, images, labels, overshoot=overshoot)
+    return adversarial
