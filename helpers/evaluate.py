@@ -7,14 +7,13 @@ answers it for every (attack, defense) pair on the same images, so rows and colu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from . import attacks, train
-
-Transform = Callable[[torch.Tensor], torch.Tensor]
+from .train import Transform
 
 
 def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

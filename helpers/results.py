@@ -56,3 +56,11 @@ def published(name: str) -> dict:
     if name not in entries:
         raise KeyError(f"no published number {name!r}; known: {sorted(entries)}")
     return entries[name]
+
+
+def result_key(*parts: str) -> str:
+    """A result's name from its parts: lower case, spaces dropped, "/" as "-", joined by "_".
+
+    ``result_key("cifar10", "FGSM 2/255", "JPEG 75") == "cifar10_fgsm2-255_jpeg75"``.
+    """
+    return "_".join(p.lower().replace(" ", "").replace("/", "-") for p in parts)

@@ -13,6 +13,7 @@ import torchvision.transforms.v2.functional as TF
 
 from .jpeg import check_images, jpeg
 from .train import evaluate
+from .transforms import gaussian_blur
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -20,8 +21,7 @@ def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    kernel = 2 * round(3 * sigma) + 1
-    return TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+    return gaussian_blur(x, sigma)
 
 
 def noise(x: torch.Tensor, std: float, seed: int = 0) -> torch.Tensor:

@@ -141,6 +141,17 @@ def reformed_logits(classifier, autoencoder, x):
 def reconstruction_score(autoencoder, x, p=2):
     return (x - autoencoder(x)).abs().pow(p).flatten(1).mean(1)
 """),
+    code("""
+ae, clf, x = autoencoders[("mnist", "AE I")], classifiers["mnist"], tests["mnist"][0]
+with torch.no_grad():
+    gap_logits = (reformed_logits(clf, ae, x) - defenses.Reformer(ae, clf)(x)).abs().max()
+    gap_scores = (reconstruction_score(ae, x) - defenses.reconstruction_error(ae, x)).abs().max()
+print(f"largest differences from helpers.defenses: logits {gap_logits:.1e}, "
+      f"scores {gap_scores:.1e}")
+"""),
+    check("""
+assert gap_logits < 1e-5 and gap_scores < 1e-7, (gap_logits, gap_scores)
+"""),
     md("""
 `helpers.defenses` has the same pieces as modules and functions (`Reformer`,
 `reconstruction_error`, `divergence_score`), plus the detectors with their thresholds.

@@ -360,9 +360,8 @@ if not seeds:
 
 
 def seed_values(name, images, defense):
-    key = lambda s: "_".join(p.lower().replace(" ", "").replace("/", "-")  # noqa: E731
-                             for p in (name, f"seed{s}", images, defense))
-    return [seeds[key(s)]["value"] for s in range(3)]
+    return [seeds[helpers.results.result_key(name, f"seed{s}", images, defense)]["value"]
+            for s in range(3)]
 
 
 spread_rows = []
@@ -507,9 +506,8 @@ plots.slider_gallery([quality_figure(q) for q in slider_qualities], "quality",
 chapter = "04_jpeg_defense"
 for name in names:
     for row in ["clean", *attack_names]:
-        key = row.lower().replace(" ", "").replace("/", "-")
         for defense in ("float", "8-bit", "JPEG 75", "JPEG 50", "JPEG 10"):
-            helpers.results.record(chapter, f"{name}_{key}_{defense.lower().replace(' ', '')}",
+            helpers.results.record(chapter, helpers.results.result_key(name, row, defense),
                                    tables[name][row][defense])
 helpers.results.record(chapter, "largest_seed_spread_accuracy", noise["level"])
 helpers.results.record(chapter, "largest_seed_spread_gain", noise["gain"])

@@ -19,10 +19,6 @@ SEEDS = (0, 1, 2)
 DEFENSES = {"float": None, "8-bit": attacks.quantize, "JPEG 75": lambda x: jpeg.jpeg(x, 75)}
 
 
-def key(*parts: str) -> str:
-    return "_".join(p.lower().replace(" ", "").replace("/", "-") for p in parts)
-
-
 def main() -> None:
     profile, device = helpers.start("Chapter 4 seed-to-seed noise")
     for name in ("cifar10", "gtsrb"):
@@ -34,7 +30,8 @@ def main() -> None:
             table = evaluate.accuracy_table(model, x, y, adversarial, DEFENSES)
             for attack, row in table.items():
                 for defense, accuracy in row.items():
-                    results.record(CHAPTER, key(name, f"seed{seed}", attack, defense), accuracy)
+                    key = results.result_key(name, f"seed{seed}", attack, defense)
+                    results.record(CHAPTER, key, accuracy)
             print(name, seed, {a: {d: f"{v:.3f}" for d, v in r.items()} for a, r in table.items()})
 
 
