@@ -5,10 +5,15 @@ datasets as tensors), ``models``, ``train`` (fit, evaluate, the model cache), ``
 (natural distribution shifts), ``jpeg``, ``transforms`` (other cheap input transformations),
 ``attacks``, ``spectra`` (where perturbations keep their energy), ``defenses`` (MagNet's
 autoencoders and detectors), ``evaluate`` (every attack against every defense on the same
-images), ``plots``, ``results`` and ``chapter`` (the first call of every chapter).
+images), ``vaccination`` (models trained on JPEG-compressed images, their controls, the
+ensemble), ``adaptive`` (BPDA, EOT and end-to-end attacks on defenses),
+``adversarial_training`` (the baseline), ``plots``, ``results`` and ``chapter`` (the first call
+of every chapter).
 """
 
 from . import (
+               adaptive,
+               adversarial_training,
                attacks,
                data,
                defenses,
@@ -23,9 +28,11 @@ from . import (
                spectra,
                train,
                transforms,
+               vaccination,
 )
 from .chapter import start
 
-__all__ = ["attacks", "data", "defenses", "device", "evaluate", "jpeg", "models", "plots",
-           "profiles", "results", "shifts", "spectra", "train", "transforms", "start"]
+__all__ = ["adaptive", "adversarial_training", "attacks", "data", "defenses", "device",
+           "evaluate", "jpeg", "models", "plots", "profiles", "results", "shifts", "spectra",
+           "train", "transforms", "vaccination", "start"]
 __version__ = "0.1.0"

@@ -130,6 +130,25 @@ def _quantize_in_ball(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.where(low > high, quantize(x), q)
 
 
+def _pgd_step_size(eps: float, steps: int, alpha: float | None) -> float:
+    """Check ``steps`` and ``alpha``; the default step is ``2.5 * eps / steps`` (Madry et al.)."""
+    _check_positive_int("steps", steps)
+    alpha = 2.5 * eps / steps if alpha is None else alpha
+    if not alpha >= 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return alpha
+
+
+def _random_start(x: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+    """A uniform random point of the eps ball around ``x``, clipped to [0, 1].
+
+    Drawn on the generator's device (``x``'s when there is none), then moved to ``x``'s.
+    """
+    device = generator.device if generator is not None else x.device
+    noise = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
+    return (x + (2 * noise.to(x.device) - 1) * eps).clamp(0, 1)
+
+
 def _finish_linf(adv: Tensor, x: Tensor, eps: float, quantized: bool) -> Tensor:
     adv = _project_linf(adv, x, eps)
     if quantized:
@@ -176,15 +195,8 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
     alpha=eps`` it is exactly :func:`fgsm`. ``targeted`` and ``quantize`` as in :func:`fgsm`.
     """
     x, y = _check_inputs(model, images, labels, eps)
-    _check_positive_int("steps", steps)
-    alpha = 2.5 * eps / steps if alpha is None else alpha
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    adv = x
-    if random_start:
-        device = generator.device if generator is not None else x.device
-        noise = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype)
-        adv = (x + (2 * noise.to(x.device) - 1) * eps).clamp(0, 1)
+    alpha = _pgd_step_size(eps, steps, alpha)
+    adv = _random_start(x, eps, generator) if random_start else x
     with eval_mode(model):
         for _ in range(steps):
             grad = _loss_gradient(model, adv, y, targeted)

@@ -131,18 +131,32 @@ class Reformer(nn.Module):
         return self.classifier(self.autoencoder(x))
 
 
+def _in_batches(score: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                batch_size: int) -> torch.Tensor:
+    return torch.cat([score(images[start:start + batch_size])
+                      for start in range(0, len(images), batch_size)])
+
+
+def reconstruction_error_differentiable(autoencoder: nn.Module, images: torch.Tensor,
+                                        p: int = 2) -> torch.Tensor:
+    """Per-image mean |x - AE(x)|^p, keeping the graph: what an attack on the detector needs.
+
+    The autoencoder runs in eval mode (its own mode is restored after).
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    with eval_mode(autoencoder):
+        return (images - autoencoder(images)).abs().pow(p).flatten(1).mean(1)
+
+
 @torch.no_grad()
 def reconstruction_error(autoencoder: nn.Module, images: torch.Tensor, p: int = 2,
                          batch_size: int = 1000) -> torch.Tensor:
     """Per-image mean |x - AE(x)|^p (p = 1 or 2): MagNet's reconstruction detectors' score."""
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    scores = []
-    with eval_mode(autoencoder):
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size]
-            scores.append((x - autoencoder(x)).abs().pow(p).flatten(1).mean(1))
-    return torch.cat(scores)
+    return _in_batches(lambda x: reconstruction_error_differentiable(autoencoder, x, p),
+                       images, batch_size)
 
 
 def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -156,18 +170,22 @@ def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (kl(p, m) + kl(q, m)) / 2
 
 
+def divergence_score_differentiable(classifier: nn.Module, autoencoder: nn.Module,
+                                    images: torch.Tensor, temperature: float) -> torch.Tensor:
+    """:func:`divergence_score` keeping the graph (both models in eval mode), for attacks."""
+    with eval_mode(classifier), eval_mode(autoencoder):
+        p = F.softmax(classifier(images) / temperature, dim=1)
+        q = F.softmax(classifier(autoencoder(images)) / temperature, dim=1)
+        return jensen_shannon(p, q)
+
+
 @torch.no_grad()
 def divergence_score(classifier: nn.Module, autoencoder: nn.Module, images: torch.Tensor,
                      temperature: float, batch_size: int = 1000) -> torch.Tensor:
     """JSD between the classifier's softmax (at ``temperature``) on x and on AE(x), per image."""
-    scores = []
-    with eval_mode(classifier), eval_mode(autoencoder):
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size]
-            p = F.softmax(classifier(x) / temperature, dim=1)
-            q = F.softmax(classifier(autoencoder(x)) / temperature, dim=1)
-            scores.append(jensen_shannon(p, q))
-    return torch.cat(scores)
+    return _in_batches(
+        lambda x: divergence_score_differentiable(classifier, autoencoder, x, temperature),
+        images, batch_size)
 
 
 def threshold_at(clean_scores: torch.Tensor, false_positive_rate: float) -> float:
@@ -186,6 +204,9 @@ class Detector:
     name: str
     score: Callable[[torch.Tensor], torch.Tensor]
     threshold: float
+    # the same score keeping the graph (no batching, no no_grad), for attacks that must evade
+    # the detector (Chapter 6); None where the score is not differentiable
+    differentiable_score: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def flags(self, images: torch.Tensor) -> torch.Tensor:
         return self.score(images) > self.threshold
@@ -197,8 +218,11 @@ def reconstruction_detector(autoencoder: nn.Module, p: int, validation: torch.Te
     def score(x: torch.Tensor) -> torch.Tensor:
         return reconstruction_error(autoencoder, x, p)
 
+    def differentiable(x: torch.Tensor) -> torch.Tensor:
+        return reconstruction_error_differentiable(autoencoder, x, p)
+
     return Detector(name or f"L{p} reconstruction", score,
-                    threshold_at(score(validation), false_positive_rate))
+                    threshold_at(score(validation), false_positive_rate), differentiable)
 
 
 def divergence_detector(classifier: nn.Module, autoencoder: nn.Module, temperature: float,
@@ -208,8 +232,11 @@ def divergence_detector(classifier: nn.Module, autoencoder: nn.Module, temperatu
     def score(x: torch.Tensor) -> torch.Tensor:
         return divergence_score(classifier, autoencoder, x, temperature)
 
+    def differentiable(x: torch.Tensor) -> torch.Tensor:
+        return divergence_score_differentiable(classifier, autoencoder, x, temperature)
+
     return Detector(name or f"JSD T={temperature:g}", score,
-                    threshold_at(score(validation), false_positive_rate))
+                    threshold_at(score(validation), false_positive_rate), differentiable)
 
 
 @torch.no_grad()
@@ -241,3 +268,27 @@ def defense_accuracies(predictions: torch.Tensor, rejected: torch.Tensor,
     return {"defended": (correct | rejected).float().mean().item(),
             "plain": (correct & ~rejected).float().mean().item(),
             "rejected": rejected.float().mean().item()}
+
+
+def magnet(dataset: str, classifier: nn.Module, *, profile: Profile | None = None,
+           device: torch.device | None = None) -> tuple[nn.Module, list[Detector]]:
+    """MagNet as Meng & Chen set it up for ``dataset``: ``(reformer autoencoder, detectors)``.
+
+    MNIST: AE I reforms; the detectors are AE I's L2 and AE II's L1 reconstruction errors.
+    CIFAR-10: AE II reforms and detects by L1 error, plus the divergence detectors at
+    temperatures 10 and 40. Each threshold flags ``profile.detector_fpr`` of held-out clean
+    training images that neither the classifier nor the autoencoders trained on.
+    """
+    profile = profile or get_profile()
+    device = device or get_device()
+    fpr = profile.detector_fpr
+    validation = data.held_out(dataset, profile.validation_size,
+                               profile.recipe(dataset).train_size).float(device)
+    ae_2 = autoencoder(dataset, pooling=False, profile=profile, device=device)
+    if dataset == "mnist":
+        ae_1 = autoencoder(dataset, pooling=True, profile=profile, device=device)
+        return ae_1, [reconstruction_detector(ae_1, 2, validation, fpr, "AE I, L2"),
+                      reconstruction_detector(ae_2, 1, validation, fpr, "AE II, L1")]
+    return ae_2, [reconstruction_detector(ae_2, 1, validation, fpr, "AE II, L1"),
+                  *[divergence_detector(classifier, ae_2, t, validation, fpr, f"JSD, T={t}")
+                    for t in (10, 40)]]

@@ -7,7 +7,7 @@ answers it for every (attack, defense) pair on the same images, so rows and colu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -47,3 +47,30 @@ def standard_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
                    for e in eps}
     adversarial["DeepFool"] = attacks.deepfool(model, images, labels, overshoot=overshoot)
     return adversarial
+
+
+# A defense as the scoreboard sees it: images -> (predicted labels, rejected or None)
+System = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def scoreboard(systems: Mapping[str, System],
+               sets: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+               ) -> dict[str, dict[str, float]]:
+    """``board[defense][images]``: each defense's accuracy on each named set of images.
+
+    ``sets`` maps names to ``(images, labels)``; the set named ``"clean"`` is scored as a user
+    sees it (a rejected clean image is a failure), every other set as the defense's papers do
+    (an adversarial image the defense rejects counts as defended). Defenses that never reject
+    return ``None`` for ``rejected``. Every number is measured here, on the images given.
+    """
+    board: dict[str, dict[str, float]] = {}
+    for defense, system in systems.items():
+        board[defense] = {}
+        for name, (images, labels) in sets.items():
+            predicted, rejected = system(images)
+            correct = predicted.to(labels.device) == labels
+            if rejected is not None:
+                rejected = rejected.to(labels.device)
+                correct = (correct & ~rejected) if name == "clean" else (correct | rejected)
+            board[defense][name] = correct.float().mean().item()
+    return board

@@ -31,6 +31,8 @@ CACHE_ENV = "LESSON_CACHE_DIR"
 TRAINING_CODE_VERSION = 2
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+# perturb(model, images, labels) -> images: e.g. a PGD attack, for adversarial training
+Perturbation = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2,
@@ -58,14 +60,19 @@ def as_float(x: torch.Tensor) -> torch.Tensor:
 
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
         batch_size: int, lr: float, augment: Callable | None = None,
-        transform: Transform | None = None, label_smoothing: float = 0.0,
-        weight_decay: float = 5e-4, seed: int = 0, desc: str = "training",
-        progress: bool = True) -> list[dict]:
+        transform: Transform | None = None, perturb: Perturbation | None = None,
+        label_smoothing: float = 0.0, weight_decay: float = 5e-4, seed: int = 0,
+        desc: str = "training", progress: bool = True) -> list[dict]:
     """Train ``model`` in place with AdamW and a one-cycle schedule; returns per-epoch history.
 
     ``images`` (float in [0, 1], or uint8) and ``labels`` should already be on the model's
     device. ``augment(batch, generator)`` and ``transform(batch)`` run on whole batches;
     ``transform`` is also what the model will see at test time (e.g. JPEG, a shift).
+    ``perturb(model, batch, labels)`` replaces each augmented batch before ``transform``, e.g.
+    by PGD adversarial examples against the model being trained (adversarial training, Madry
+    et al. 2018): it gets the model in training mode, so it should attack in eval mode and
+    restore the mode, as every ``helpers.attacks`` attack does. The history's
+    ``train_accuracy`` is then the accuracy on the perturbed batches.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need equally many images and labels, got {len(images)} and "
@@ -93,6 +100,12 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
             xb, yb = as_float(images[idx]), labels[idx]
             if augment is not None:
                 xb = augment(xb, generator)
+            if perturb is not None:
+                perturbed = perturb(model, xb, yb)
+                if perturbed.shape != xb.shape:
+                    raise ValueError(f"perturb changed the batch's shape from "
+                                     f"{tuple(xb.shape)} to {tuple(perturbed.shape)}")
+                xb = perturbed
             if transform is not None:
                 xb = transform(xb)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -210,6 +223,11 @@ def augmentation_for(dataset: str) -> Callable | None:
     return None
 
 
+def model_name(dataset: str) -> str:
+    """The architecture's name in cache keys: MagNet's CNN for MNIST, else the airbench CNN."""
+    return "magnet-cnn" if dataset == "mnist" else "airbench-cnn"
+
+
 def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
                device: torch.device | None = None, transform: Transform | None = None,
                transform_key: str = "none", progress: bool = True) -> nn.Module:
@@ -223,7 +241,7 @@ def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
     profile = profile or get_profile()
     device = device or get_device()
     recipe = profile.recipe(dataset)
-    key = {"dataset": dataset, "model": "magnet-cnn" if dataset == "mnist" else "airbench-cnn",
+    key = {"dataset": dataset, "model": model_name(dataset),
            "profile": profile.name, "transform": transform_key, "seed": seed,
            "recipe": asdict(recipe)}
 
@@ -234,5 +252,38 @@ def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
                    lr=recipe.lr, augment=augmentation_for(dataset), transform=transform,
                    label_smoothing=recipe.label_smoothing, seed=seed, progress=progress,
                    desc=f"{dataset} classifier (seed {seed}, {transform_key})")
+
+    return cached_model(key, lambda: make_classifier(dataset, profile), train, device)
+
+
+def finetuned(base: nn.Module, dataset: str, *, name: str, epochs: int, lr_scale: float = 1.0,
+              transform: Transform | None = None, transform_key: str = "none",
+              perturb: Perturbation | None = None, key_extra: dict | None = None,
+              seed: int = 0, profile: Profile | None = None, device: torch.device | None = None,
+              progress: bool = True) -> nn.Module:
+    """``base`` trained ``epochs`` more on ``dataset``'s training images, cached as ``name``.
+
+    The profile's recipe (batch size, augmentation, label smoothing) with its peak learning
+    rate times ``lr_scale``; ``perturb`` and ``transform`` go to :func:`fit`. Everything else
+    that shapes the weights (e.g. an attack's settings) belongs in ``key_extra``. The cache key
+    names the base model, so retraining the base retrains this.
+    """
+    if transform is not None and transform_key == "none":
+        raise ValueError("a training transform needs a transform_key naming it for the cache")
+    profile = profile or get_profile()
+    device = device or get_device()
+    recipe = profile.recipe(dataset)
+    key = {"dataset": dataset, "model": name, "profile": profile.name,
+           "transform": transform_key, "seed": seed, "epochs": epochs, "lr_scale": lr_scale,
+           "base": base.train_info["key"], **(key_extra or {})}
+
+    def train(model: nn.Module) -> list[dict]:
+        model.load_state_dict(base.state_dict())
+        train_set = data.load(dataset, "train", n=recipe.train_size)
+        return fit(model, train_set.images.to(device), train_set.labels.to(device),
+                   epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr * lr_scale,
+                   augment=augmentation_for(dataset), transform=transform, perturb=perturb,
+                   label_smoothing=recipe.label_smoothing, seed=seed, progress=progress,
+                   desc=f"{dataset}: {name} ({transform_key})")
 
     return cached_model(key, lambda: make_classifier(dataset, profile), train, device)

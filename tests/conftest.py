@@ -9,7 +9,9 @@ repository's ``lessondata/`` is never written by a test.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -91,3 +93,45 @@ def cifar_test(data_dir):
     from helpers import data
 
     return data.load("cifar10", "test", n=256).to("cpu")
+
+
+@pytest.fixture(scope="session")
+def mnist_mlp(data_dir):
+    """A small MLP trained for a few seconds on 2000 MNIST images, and 200 test images.
+
+    Shared: tests may attack it but must not change it (copy it to train it further).
+    """
+    from torch import nn
+
+    from helpers import data, train
+
+    torch.manual_seed(0)
+    x_train, y_train = data.load("mnist", "train", n=2000).to("cpu")
+    x_test, y_test = data.load("mnist", "test", n=200).to("cpu")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    train.fit(model, x_train, y_train, epochs=8, batch_size=64, lr=3e-3, progress=False)
+    model.eval()
+    assert train.evaluate(model, x_test, y_test) > 0.85
+    return model, x_test, y_test
+
+
+@dataclass(frozen=True)
+class SiteBuild:
+    """One build of the website: Jupyter Book's exit code, the end of its log, the HTML folder."""
+
+    returncode: int
+    log: str
+    html: Path
+
+
+@pytest.fixture(scope="session")
+def site_build(tmp_path_factory) -> SiteBuild:
+    """The site built once per test run (Jupyter Book 1.x from the stored outputs, warnings as
+    errors, ``-W -n --keep-going``), shared by the build test and the browser test."""
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build",
+         str(REPO), "-W", "-n", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, timeout=900)
+    return SiteBuild(result.returncode, result.stdout[-4000:] + result.stderr[-4000:],
+                     out / "_build" / "html")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import attacks, data, models, train
+from helpers import attacks, models, train
 from helpers.attacks import (
     carlini_wagner,
     deepfool,
@@ -35,16 +35,9 @@ ATTACKS = {
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def mnist():
-    """A small MLP trained for a few seconds on 2000 MNIST images, and 200 test images."""
-    torch.manual_seed(0)
-    x_train, y_train = data.load("mnist", "train", n=2000).to("cpu")
-    x_test, y_test = data.load("mnist", "test", n=200).to("cpu")
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-    train.fit(model, x_train, y_train, epochs=8, batch_size=64, lr=3e-3, progress=False)
-    model.eval()
-    assert train.evaluate(model, x_test, y_test) > 0.85
-    return model, x_test, y_test
+def mnist(mnist_mlp):
+    """conftest's small MLP trained on 2000 MNIST images, and 200 test images."""
+    return mnist_mlp
 
 
 def linear_problem(n_classes: int, n: int = 32, seed: int = 0):

@@ -40,6 +40,28 @@ def test_accuracy_table_refuses_mismatched_shapes():
         evaluate.accuracy_table(_SignOfMean(), images, labels, {"bad": images[:2]}, {"none": None})
 
 
+def test_scoreboard_measures_every_defense_on_every_set_and_counts_rejections():
+    images = torch.tensor([0.2, 0.4, 0.6, 0.8]).view(4, 1, 1, 1).expand(4, 1, 4, 4).clone()
+    labels = torch.tensor([0, 0, 1, 1])
+    model = _SignOfMean()
+
+    def bare(x):
+        return model(x).argmax(1), None
+
+    def rejecting_bright(x):            # rejects images brighter than 0.5, still classifies
+        return model(x).argmax(1), x.flatten(1).mean(1) > 0.5
+
+    sets = {"clean": (images, labels), "flipped": (1 - images, labels)}
+    board = evaluate.scoreboard({"bare": bare, "detector": rejecting_bright}, sets)
+    assert board["bare"] == {"clean": 1.0, "flipped": 0.0}
+    # clean: a rejected image is a failure (2 of 4 rejected); attacked: a success (2 of 4)
+    assert board["detector"] == {"clean": 0.5, "flipped": 0.5}
+    # the numbers follow the measurement: change the model, the board changes with it
+    with torch.no_grad():
+        model.bias.fill_(1.0)                       # now everything is class 1
+    assert evaluate.scoreboard({"bare": bare}, sets)["bare"] == {"clean": 0.5, "flipped": 0.5}
+
+
 def test_standard_attacks_are_fgsm_and_deepfool_on_the_same_images():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()

@@ -393,7 +393,10 @@ def test_save_atomic_leaves_no_temp_file_when_saving_fails(tmp_path):
 TINY = Profile(name="tiny",
                recipes={"mnist": TrainRecipe(train_size=300, epochs=1, batch_size=100, lr=1e-3)},
                test_size=10, attack_size=10, cw_size=10, cw_steps=5, cw_search_steps=1,
-               finetune_epochs=1, validation_size=10, detector_fpr=0.1, magnet_kappas=(0,))
+               finetune_epochs=1, validation_size=10, detector_fpr=0.1, magnet_kappas=(0,),
+               vaccine_qualities=(50,), vaccine_epochs=1, adaptive_size=10,
+               adaptive_eps=(8 / 255,), adaptive_steps=(2,), eot_samples=2,
+               adversarial_epochs=1, adversarial_steps=1, adversarial_eps=8 / 255)
 
 
 def test_classifier_with_transform_needs_a_key():

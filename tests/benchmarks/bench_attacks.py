@@ -22,23 +22,14 @@ torchattacks (``pip install --no-deps -r requirements-nodeps.txt``). Not collect
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
-import os
-import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: make `helpers` importable
-    sys.path.insert(0, str(REPO))
-SHARED_DATA = REPO.parent / "shared" / "data"
-if "LESSON_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():  # as tests/conftest.py does
-    os.environ["LESSON_DATA_DIR"] = str(SHARED_DATA)
+if __package__ in (None, ""):  # run as a script: make `tests` and `helpers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -47,6 +38,13 @@ from torch import Tensor, nn  # noqa: E402
 
 from helpers import attacks, data, jpeg, models, train  # noqa: E402
 from helpers.device import get_device  # noqa: E402
+from tests.benchmarks.common import (  # noqa: E402
+    add_common_options,
+    compare,
+    print_machine,
+    report,
+    set_threads,
+)
 
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
@@ -70,79 +68,6 @@ def load_model(device: torch.device) -> tuple[nn.Module, str]:
         model = models.cifar_classifier().to(device).eval()
         return model, ("UNTRAINED cifar_classifier(): no cached classifier('cifar10') in "
                        f"{train.cache_dir()} (speed does not depend on the weights)")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_facts(device: torch.device) -> list[tuple[str, str]]:
-    import PIL
-    import torchattacks
-    import torchvision
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    facts = [
-        ("date", datetime.datetime.now().astimezone().isoformat(timespec="seconds")),
-        ("machine", f"{platform.node()} ({platform.platform()})"),
-        ("cpu", f"{cpu_model()}; {os.cpu_count()} CPUs, {usable} usable"),
-        ("load average (1, 5, 15 min)", load),
-        ("torch threads", f"{torch.get_num_threads()} intra-op, "
-                          f"{torch.get_num_interop_threads()} inter-op"),
-        ("device", str(device) + (f" ({torch.cuda.get_device_name(device)})"
-                                  if device.type == "cuda" else "")),
-        ("python", platform.python_version()),
-        ("torch", torch.__version__),
-        ("torchvision", torchvision.__version__),
-        ("torchattacks", torchattacks.__version__),
-        ("Pillow", PIL.__version__),
-    ]
-    return facts
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def compare(contenders: dict[str, Callable[..., Tensor]], repeats: int, device: torch.device,
-            warm_up: dict | None = None) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
-    """A warm-up run each (``run(**warm_up)``), then ``repeats`` timed runs, alternating."""
-    for run in contenders.values():
-        run(**(warm_up or {}))
-    outputs: dict[str, Tensor] = {}
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
-            _sync(device)
-            start = time.perf_counter()
-            outputs[name] = run()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return times, outputs
-
-
-def report(title: str, n: int, times: dict[str, list[float]]) -> None:
-    print(f"\n{title}")
-    rates = {}
-    for name, seconds in times.items():
-        median = statistics.median(seconds)
-        rates[name] = n / median
-        runs = ", ".join(f"{s:.2f}" for s in seconds)
-        print(f"  {name:<34} {rates[name]:9.1f} images/s   median {median:7.3f} s  "
-              f"(runs: {runs})")
-    (first, rate_first), (second, rate_second) = rates.items()
-    ratio = rate_first / rate_second
-    verdict = ("the same within 5%" if abs(ratio - 1) < 0.05
-               else "faster" if ratio > 1 else "slower")
-    print(f"  ratio {first} / {second}: {ratio:.2f}x ({verdict})")
 
 
 def pillow_jpeg_loop(images: Tensor, quality: int) -> Tensor:
@@ -208,35 +133,36 @@ def bench_jpeg(args: argparse.Namespace, device: torch.device, images: Tensor) -
     print(f"  check: largest difference between the two: {diff:.0f} / 255")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1000, help="CIFAR-10 test images (1000)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (3)")
     parser.add_argument("--batch-size", type=int, default=250,
                         help="images per attack call, the same for both (250)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1; 0: torch's own choice)")
     parser.add_argument("--quality", type=int, default=75, help="JPEG quality (75)")
-    parser.add_argument("--only", choices=["pgd", "jpeg"],
-                        help="run one of the two benchmarks (default: both)")
-    args = parser.parse_args(argv)
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = get_device()
-    started = time.perf_counter()
 
-    print("Machine")
-    for key, value in machine_facts(device):
-        print(f"  {key:<28} {value}")
-
+def run(args: argparse.Namespace, device: torch.device, only: str | None = None) -> None:
+    """The JPEG and PGD comparisons on the same CIFAR-10 test images."""
     images, labels = data.load("cifar10", "test", n=args.n).to(device)
     print(f"\nImages: {len(images)} CIFAR-10 test images (data.load('cifar10', 'test', "
           f"n={args.n}), batches of {args.batch_size}")
-    if args.only != "jpeg":
+    if only != "jpeg":
         bench_pgd(args, device, images, labels)
-    if args.only != "pgd":
+    if only != "pgd":
         bench_jpeg(args, device, images)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_options(parser)
+    add_options(parser)
+    parser.add_argument("--only", choices=["pgd", "jpeg"],
+                        help="run one of the two benchmarks (default: both)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    device = get_device()
+    started = time.perf_counter()
+    print_machine(device)
+    run(args, device, args.only)
     print(f"\nTotal time {time.perf_counter() - started:.0f} s")
 
 

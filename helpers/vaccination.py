@@ -1,0 +1,109 @@
+"""Vaccination (Das et al., 2017): train on JPEG-compressed images, compress the same way at test.
+
+Chapter 4's JPEG defense is a distribution shift for a model that never saw compressed images:
+it costs clean accuracy. A *vaccinated* model has been trained on compressed images, so the
+compression in front of it is just how its inputs look.
+
+Every comparison here is built so one factor changes at a time:
+
+* the **original** model (seed 0) is the one the oblivious attacker attacks;
+* the **control** differs from it only in its training seed (``CONTROL_SEED``): any gain it
+  shows on attacks made on the original is the transfer gap, not a defense;
+* a **vaccinated** model is the control trained further, for ``profile.vaccine_epochs``, on
+  JPEG-compressed training images; the **sham** is the same further training on uncompressed
+  images, so "more training" is not mistaken for vaccination.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from . import jpeg, train
+from .profiles import Profile, get_profile
+
+CONTROL_SEED = 1  # the control: the original recipe with another seed
+LR_SCALE = 1 / 3  # further training starts from a trained model: a gentler peak rate
+
+
+def control(dataset: str, *, seed: int = CONTROL_SEED, profile: Profile | None = None,
+            device: torch.device | None = None, progress: bool = True) -> nn.Module:
+    """The original model's recipe with another seed: the transfer-gap control."""
+    if seed == 0:
+        raise ValueError("seed 0 is the original model; a control needs another seed")
+    return train.classifier(dataset, seed=seed, profile=profile, device=device,
+                            progress=progress)
+
+
+def jpeg_at(quality: int) -> train.Transform:
+    """The JPEG round trip at ``quality`` as a one-argument batch transform."""
+    return partial(jpeg.jpeg, quality=jpeg.check_quality(quality))
+
+
+def vaccinated(dataset: str, quality: int | None, *, seed: int = CONTROL_SEED,
+               profile: Profile | None = None, device: torch.device | None = None,
+               progress: bool = True) -> nn.Module:
+    """The control (trained with ``seed``) trained ``profile.vaccine_epochs`` more on images
+    JPEG-compressed at ``quality``, batch by batch as drawn (``None``: uncompressed, the sham).
+    """
+    profile = profile or get_profile()
+    base = control(dataset, seed=seed, profile=profile, device=device, progress=progress)
+    if quality is None:
+        return train.finetuned(base, dataset, name="sham-vaccinated",
+                               epochs=profile.vaccine_epochs, lr_scale=LR_SCALE,
+                               profile=profile, device=device, progress=progress)
+    return train.finetuned(base, dataset, name="vaccinated", epochs=profile.vaccine_epochs,
+                           lr_scale=LR_SCALE, transform=jpeg_at(quality),
+                           transform_key=f"jpeg{quality}", profile=profile, device=device,
+                           progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Das et al.'s ensemble, and SHIELD's stochastic local quantization
+# ---------------------------------------------------------------------------------------------
+
+def vote(logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Majority vote of several models' predictions (one logits tensor per model).
+
+    Each model votes for its top class. The class with the most votes wins; a tie is broken by
+    the tied classes' mean softmax probability over all models, so two models that disagree
+    are settled by the more confident one.
+    """
+    if not logits:
+        raise ValueError("vote needs the logits of at least one model")
+    stacked = torch.stack([lg.float() for lg in logits])  # models x images x classes
+    votes = nn.functional.one_hot(stacked.argmax(2), stacked.shape[2]).sum(0)
+    mean_probability = stacked.softmax(2).mean(0)  # in [0, 1]: never outweighs one vote
+    return (votes + mean_probability * (votes == votes.max(1, keepdim=True).values)).argmax(1)
+
+
+@torch.no_grad()
+def ensemble_predict(members: Mapping[int, nn.Module], images: torch.Tensor) -> torch.Tensor:
+    """Das et al.'s ensemble: each model classifies the images compressed at its own quality,
+    then they vote (see :func:`vote`). ``members`` maps JPEG quality to vaccinated model.
+    """
+    return vote([train.predict(model, images, transform=jpeg_at(quality))
+                 for quality, model in members.items()])
+
+
+def stochastic_jpeg(images: torch.Tensor, qualities: Sequence[int],
+                    generator: torch.Generator | None = None, block: int = 8) -> torch.Tensor:
+    """SHIELD's stochastic local quantization (Das et al., 2018), batched.
+
+    Every ``block`` x ``block`` tile of every image takes its pixels from the JPEG round trip at
+    a quality drawn uniformly from ``qualities``. Luma is coded per 8x8 block, so for luma this
+    is what an encoder with a per-block quality would produce; chroma (coded per 16x16 pixels
+    at 4:2:0) is an approximation at tile edges.
+    """
+    if not qualities:
+        raise ValueError("stochastic_jpeg needs at least one quality")
+    n, _, h, w = images.shape
+    compressed = torch.stack([jpeg.jpeg(images, q) for q in qualities])  # q x n x c x h x w
+    rows, cols = -(-h // block), -(-w // block)
+    choice = torch.randint(len(qualities), (n, rows, cols), generator=generator)
+    choice = choice.to(images.device).repeat_interleave(block, 1).repeat_interleave(block, 2)
+    index = choice[:, :h, :w][None, :, None].expand(1, n, images.shape[1], h, w)
+    return compressed.gather(0, index)[0]

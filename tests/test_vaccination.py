@@ -1,0 +1,145 @@
+"""helpers.vaccination: JPEG-trained models, their controls, the ensemble vote, SHIELD's SLQ."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_train import TINY
+
+from helpers import jpeg, train, vaccination
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+CPU = torch.device("cpu")
+
+
+def _key(model: torch.nn.Module) -> dict:
+    return json.loads(model.train_info["key"])
+
+
+def test_vaccinated_training_feeds_the_model_compressed_images(data_dir, cache_dir, monkeypatch):
+    compressed, seen = [], []
+    real_jpeg = jpeg.jpeg
+
+    def recording_jpeg(images, quality):
+        out = real_jpeg(images, quality)
+        compressed.append((quality, out))
+        return out
+
+    monkeypatch.setattr(jpeg, "jpeg", recording_jpeg)
+    real_make = train.make_classifier
+
+    def make_recording(dataset, profile):
+        model = real_make(dataset, profile)
+        model.register_forward_pre_hook(
+            lambda module, args: seen.append(args[0].detach().clone()) if module.training
+            else None)
+        return model
+
+    monkeypatch.setattr(train, "make_classifier", make_recording)
+    vaccination.control("mnist", profile=TINY, device=CPU, progress=False)
+    seen.clear()  # the control's own (clean) training
+    model = vaccination.vaccinated("mnist", 30, profile=TINY, device=CPU, progress=False)
+
+    steps = -(-TINY.recipe("mnist").train_size // TINY.recipe("mnist").batch_size)
+    assert len(seen) == steps * TINY.vaccine_epochs
+    assert [q for q, _ in compressed] == [30] * len(seen)
+    for batch, (_, out) in zip(seen, compressed, strict=True):
+        assert torch.equal(batch, out), "the model must be trained on the JPEG output itself"
+    assert _key(model)["transform"] == "jpeg30"
+
+
+def test_control_differs_from_the_original_only_in_its_seed(data_dir, cache_dir):
+    original = train.classifier("mnist", profile=TINY, device=CPU, progress=False)
+    control = vaccination.control("mnist", profile=TINY, device=CPU, progress=False)
+    a, b = _key(original), _key(control)
+    assert {k for k in a if a[k] != b[k]} == {"seed"}
+    assert b["seed"] == vaccination.CONTROL_SEED != a["seed"]
+    assert not torch.equal(original.state_dict()["0.weight"], control.state_dict()["0.weight"])
+
+
+def test_sham_differs_from_the_vaccinated_model_only_in_compression(data_dir, cache_dir):
+    vaccinated = vaccination.vaccinated("mnist", 50, profile=TINY, device=CPU, progress=False)
+    sham = vaccination.vaccinated("mnist", None, profile=TINY, device=CPU, progress=False)
+    a, b = _key(vaccinated), _key(sham)
+    assert {k for k in a if a[k] != b[k]} == {"model", "transform"}
+    assert b["transform"] == "none" and a["epochs"] == b["epochs"] == TINY.vaccine_epochs
+    assert a["base"] == vaccination.control("mnist", profile=TINY, device=CPU).train_info["key"]
+    other = vaccination.vaccinated("mnist", 10, profile=TINY, device=CPU, progress=False)
+    assert _key(other)["transform"] == "jpeg10"
+    assert len(list(cache_dir.glob("*.pt"))) == 4  # control, two vaccinated, sham
+    again = vaccination.vaccinated("mnist", 50, profile=TINY, device=CPU, progress=False)
+    assert len(list(cache_dir.glob("*.pt"))) == 4
+    for x, y in zip(vaccinated.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_finetuned_needs_a_key_for_its_transform():
+    with pytest.raises(ValueError, match="transform_key"):
+        train.finetuned(torch.nn.Linear(1, 1), "mnist", name="x", epochs=1,
+                        transform=lambda x: x, profile=TINY)
+
+
+def test_jpeg_at_checks_the_quality_at_once():
+    with pytest.raises(ValueError, match="quality"):
+        vaccination.jpeg_at(0)
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(vaccination.jpeg_at(40)(x), jpeg.jpeg(x, 40))
+
+
+def _logits(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor(rows)
+
+
+def test_vote_is_the_majority():
+    a = _logits([5, 0, 0], [0, 5, 0])
+    b = _logits([4, 1, 0], [0, 0, 9])
+    c = _logits([0, 0, 1], [0, 3, 0])
+    assert vaccination.vote([a, b, c]).tolist() == [0, 1]
+
+
+def test_vote_breaks_ties_by_mean_probability_and_ignores_it_otherwise():
+    # two models disagree: the more confident one wins the tie
+    a = _logits([2, 0, 0])
+    b = _logits([0, 9, 0])
+    assert vaccination.vote([a, b]).tolist() == [1]
+    # a confident minority does not beat a majority
+    c = _logits([0, 0, 50])
+    d = _logits([0, 0.1, 0])
+    assert vaccination.vote([d, d, c]).tolist() == [1]
+    # one model: its own prediction
+    e = torch.randn(50, 10)
+    assert torch.equal(vaccination.vote([e]), e.argmax(1))
+    with pytest.raises(ValueError, match="at least one"):
+        vaccination.vote([])
+
+
+def test_ensemble_predict_votes_on_each_members_own_quality(mnist_test):
+    x, _ = mnist_test
+    x = x[:20]
+    torch.manual_seed(0)
+    members = {q: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+               for q in (90, 50, 10)}
+    expected = vaccination.vote([m(jpeg.jpeg(x, q)) for q, m in members.items()])
+    assert torch.equal(vaccination.ensemble_predict(members, x), expected)
+    # it really compresses: the same members without JPEG vote differently on some image
+    plain = vaccination.vote([m(x) for m in members.values()])
+    logits_gap = sum((m(jpeg.jpeg(x, q)) - m(x)).abs().max() for q, m in members.items())
+    assert logits_gap > 0 and plain.shape == expected.shape
+
+
+def test_stochastic_jpeg_takes_each_tile_from_one_quality(cifar_test):
+    x = cifar_test[0][:8]
+    qualities = (90, 20)
+    out = vaccination.stochastic_jpeg(x, qualities, torch.Generator().manual_seed(0))
+    candidates = torch.stack([jpeg.jpeg(x, q) for q in qualities])
+    tiles = lambda t: t.unfold(-2, 8, 8).unfold(-2, 8, 8)  # noqa: E731 - ... x 4 x 4 x 8 x 8
+    match = (tiles(out)[None] == tiles(candidates)).flatten(-2).all(-1).all(2)  # q x n x 4 x 4
+    assert match.any(0).all(), "every tile must equal one quality's round trip"
+    assert match[0].any() and match[1].any() and not match.all(0).all()
+    again = vaccination.stochastic_jpeg(x, qualities, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert torch.equal(vaccination.stochastic_jpeg(x, (60,)), jpeg.jpeg(x, 60))
+    with pytest.raises(ValueError, match="at least one quality"):
+        vaccination.stochastic_jpeg(x, ())
