@@ -142,7 +142,6 @@ for row_axes, name in zip(axes, names):
         if images != "clean":
             for (low, high), colour in zip(bands.values(), ("tab:blue", "tab:green")):
                 ax.axhspan(100 * low, 100 * high, color=colour, alpha=0.08)
-        ax.invert_xaxis()
         ax.legend(fontsize=7)
 fig.suptitle("accuracy behind JPEG: original ('JPEG only'), control, vaccinated "
              "(bands: published JPEG only / vaccinated; dotted: original, no JPEG)")
@@ -218,8 +217,8 @@ seed_noise.style.format({"transfer gap": pair, "vaccination": pair, "sham": pair
     md("""
 Read the decomposition with that noise in mind:
 
-* **Against FGSM 8/255, the transfer gap is the larger part.** At qualities 75 and 50, on both
-  data sets and for both control seeds, the control (no defense but the JPEG in front of it,
+* **Against FGSM 8/255, the transfer gap is the larger part.** At qualities of 50 and above, on
+  both data sets and for both control seeds, the control (no defense but the JPEG in front of it,
   and another training seed) already wins back more than twice what vaccination then adds to
   it. Under the paper's protocol all of it would be credited to vaccination. DeepFool's gap is
   small: compression undoes its minimal perturbations for any model.
@@ -342,9 +341,9 @@ ensemble = pd.DataFrame(ensemble_rows).set_index(["data set", "images"])
 ensemble.style.format("{:.1%}")
 """),
     md("""
-On these models the ensemble does not beat its best member: three models that share a
-control and differ only in the quality they were vaccinated at add little diversity, and its
-FGSM 8/255 accuracy lies between its members'. SLQ's randomness moves accuracy by no more than
+On these models the ensemble does not beat its best member: models that share a control and
+differ only in the quality they were vaccinated at add little diversity, and its FGSM 8/255
+accuracy lies between its members'. SLQ's randomness moves accuracy by no more than
 the seed-to-seed noise against these oblivious attacks; what randomness is for, making the
 defense a moving target for an attacker who knows it, is Chapter 6's subject. Das et al. report
 gains from the ensemble on their models; the quick profile does not reproduce them.

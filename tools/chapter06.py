@@ -309,7 +309,7 @@ pd.Series(eot_rows, name=f"CIFAR-10, SLQ, eps {round(eps_slq * 255)}/255").to_fr
     "{:.1%}")
 """),
     md("""
-The ensemble falls like its members: averaging three models' probabilities, each behind its
+The ensemble falls like its members: averaging the members' probabilities, each behind its
 own JPEG with BPDA, gives the attacker one differentiable model to attack.
 
 Against SLQ, one random draw per gradient already beats ignoring the defense, and averaging
