@@ -17,7 +17,7 @@ from torch import nn
 
 from . import data, train
 from .device import get_device
-from .models import eval_mode
+from .models import channels_last, eval_mode
 from .profiles import Profile, get_profile
 
 
@@ -133,7 +133,7 @@ class Reformer(nn.Module):
 
 def _in_batches(score: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                 batch_size: int) -> torch.Tensor:
-    return torch.cat([score(images[start:start + batch_size])
+    return torch.cat([score(channels_last(images[start:start + batch_size]))
                       for start in range(0, len(images), batch_size)])
 
 

@@ -135,3 +135,12 @@ def test_normalize_single_channel_broadcasts():
     layer = Normalize((0.1307,), (0.3081,))
     x = torch.rand(3, 1, 4, 4)
     assert torch.allclose(layer(x), (x - 0.1307) / 0.3081)
+
+
+def test_channels_last_keeps_the_values_and_changes_only_image_batches():
+    x = torch.rand(2, 3, 5, 4)
+    y = models.channels_last(x)
+    assert torch.equal(x, y) and y.is_contiguous(memory_format=torch.channels_last)
+    assert not x.is_contiguous(memory_format=torch.channels_last)   # the input is untouched
+    flat = torch.rand(2, 6)
+    assert models.channels_last(flat) is flat

@@ -238,6 +238,18 @@ def test_predict_shapes_uint8_and_transform(mnist_test):
     assert accuracy == pytest.approx((inverted.argmax(1) == y).float().mean().item())
 
 
+def test_predict_in_channels_last_layout_gives_the_plain_forward_pass():
+    torch.manual_seed(0)
+    model = _small_cifar_net().eval()
+    x = torch.rand(64, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x.contiguous())
+    logits = train.predict(model, x, batch_size=20)
+    assert torch.allclose(logits, plain, atol=1e-4, rtol=1e-4)
+    assert torch.equal(logits.argmax(1), plain.argmax(1))
+    assert all(p.is_contiguous() for p in model.parameters())  # the model itself untouched
+
+
 # ---------------------------------------------------------------------------------------------
 # The checkpoint cache
 # ---------------------------------------------------------------------------------------------
@@ -365,6 +377,48 @@ def test_cached_model_retrains_on_a_checkpoint_of_another_architecture(cache_dir
     with pytest.warns(UserWarning, match="unreadable checkpoint"):
         model = train.cached_model(TOY_KEY, lambda: nn.Linear(3, 3), trainer, device="cpu")
     assert trainer.calls == 1 and isinstance(model, nn.Linear)
+
+
+def test_fingerprint_changes_with_any_value_dtype_or_shape():
+    x = torch.arange(12, dtype=torch.float32)
+    assert train.fingerprint(x) == train.fingerprint(x.clone())
+    nudged = x.clone()
+    nudged[7] += 1e-6
+    assert train.fingerprint(nudged) != train.fingerprint(x)
+    assert train.fingerprint(x.double()) != train.fingerprint(x)
+    assert train.fingerprint(x.view(3, 4)) != train.fingerprint(x.view(4, 3))
+    assert train.fingerprint(x.view(3, 4).t()) == train.fingerprint(x.view(3, 4).t().clone())
+    assert train.fingerprint("source a") != train.fingerprint("source b")
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    before = train.fingerprint(model)
+    model[1].running_mean += 1          # a buffer, not a parameter: still part of the model
+    assert train.fingerprint(model) != before
+
+
+def test_cached_tensors_compute_once_then_load(cache_dir):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": torch.arange(3.0), "b": torch.ones(2, 2)}
+
+    first = train.cached_tensors("toy", {"k": 1}, compute, device=torch.device("cpu"))
+    again = train.cached_tensors("toy", {"k": 1}, compute, device=torch.device("cpu"))
+    assert len(calls) == 1 and set(again) == {"a", "b"}
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    train.cached_tensors("toy", {"k": 2}, compute, device=torch.device("cpu"))
+    assert len(calls) == 2                                  # another key: computed anew
+    assert len(_cache_files(cache_dir / "tensors")) == 2    # and no temp files
+
+
+def test_cached_tensors_ignore_an_unreadable_file(cache_dir):
+    train.cached_tensors("toy", {"k": 1}, lambda: {"a": torch.zeros(1)}, device="cpu")
+    (path,) = (cache_dir / "tensors").iterdir()
+    path.write_bytes(b"PK\x03\x04half-written")
+    with pytest.warns(UserWarning, match="unreadable cache file"):
+        result = train.cached_tensors("toy", {"k": 1}, lambda: {"a": torch.ones(1)},
+                                      device=torch.device("cpu"))
+    assert torch.equal(result["a"], torch.ones(1))
 
 
 def test_failed_training_leaves_no_file(cache_dir):

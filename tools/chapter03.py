@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 import helpers
-from helpers import attacks, defenses, plots, train
+from helpers import attacks, defenses, evaluate, plots, train
 
 profile, device = helpers.start("Chapter 3: MagNet")
 """),
@@ -460,21 +460,13 @@ prediction now runs the autoencoders and the detectors as well. Here are the tra
 measured above and the inference time per image, on this machine.
 """),
     code("""
-def per_image_ms(fn, x, repeats=3):
-    fn(x)  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn(x)
-    return 1000 * (time.perf_counter() - start) / (repeats * len(x))
-
-
 defense_aes = {"mnist": [("mnist", "AE I"), ("mnist", "AE II")], "cifar10": [("cifar10", "AE II")]}
 cost = []
 for name in names:
     x, clf, ae, dets = tests[name][0], classifiers[name], reformers[name], detectors[name]
-    bare = per_image_ms(lambda z, clf=clf: train.predict(clf, z), x)
-    full = per_image_ms(lambda z, clf=clf, ae=ae, dets=dets:
-                        defenses.magnet_predict(clf, ae, dets, z), x)
+    bare = evaluate.per_image_ms(lambda z, clf=clf: train.predict(clf, z), x)
+    full = evaluate.per_image_ms(lambda z, clf=clf, ae=ae, dets=dets:
+                                 defenses.magnet_predict(clf, ae, dets, z), x)
     trained = sum(autoencoders[key].train_info["train_seconds"] for key in defense_aes[name])
     cost.append({"data set": name, "classifier (ms/image)": bare, "MagNet (ms/image)": full,
                  "slowdown": full / bare,

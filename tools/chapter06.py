@@ -63,6 +63,7 @@ q = 75                                        # the JPEG quality of Chapters 4 a
 n, eps_grid, step_grid = profile.adaptive_size, list(profile.adaptive_eps), profile.adaptive_steps
 data = {name: helpers.data.load(name, "test", n=n).to(device) for name in names}
 original = {name: train.classifier(name) for name in names}
+control = {name: vaccination.control(name) for name in names}      # vaccination's base
 vaccinated = {name: vaccination.vaccinated(name, q) for name in names}
 members = {name: {quality: vaccination.vaccinated(name, quality)
                   for quality in profile.vaccine_qualities} for name in names}
@@ -441,8 +442,8 @@ eps, steps = profile.adversarial_eps, step_grid[0]
 def extra_models(name, defense):
     \"\"\"The models a defense needs trained beyond the original classifier.\"\"\"
     return {"none": [], "MagNet": [magnet_ae], f"JPEG {q}": [],
-            f"vaccinated {q}": [vaccination.control(name), vaccinated[name]],
-            "vaccinated ensemble": [vaccination.control(name), *members[name].values()],
+            f"vaccinated {q}": [control[name], vaccinated[name]],
+            "vaccinated ensemble": [control[name], *members[name].values()],
             "adversarial training": [robust[name]]}[defense]
 
 
