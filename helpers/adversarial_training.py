@@ -36,7 +36,8 @@ def pgd_perturbation(eps: float, steps: int, seed: int = 0) -> train.Perturbatio
 def adversarial_settings(profile: Profile) -> dict:
     """What determines the fine-tune beyond the clean model's recipe: part of its cache key."""
     steps, eps = profile.adversarial_steps, profile.adversarial_eps
-    return {"method": "pgd-finetune", "eps": eps, "steps": steps, "alpha": 2.5 * eps / steps,
+    return {"method": "pgd-finetune", "eps": eps, "steps": steps,
+            "alpha": attacks._pgd_step_size(eps, steps, None),  # attacks.pgd's default
             "epochs": profile.adversarial_epochs}
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import data, models
 from .device import get_device, seed_everything
 from .files import atomic_path
-from .profiles import Profile, get_profile
+from .profiles import Profile, TrainRecipe, get_profile
 
 CACHE_ENV = "LESSON_CACHE_DIR"
 # Bump when a change to the training code should invalidate every cached model.
@@ -163,11 +163,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, data.LESSONDATA / "models")).expanduser()
 
 
+def _key_digest(key: dict) -> str:
+    """12 hex digits of a SHA-256 of ``key`` as canonical JSON: the hash part of a cache name."""
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
 def checkpoint_path(key: dict) -> Path:
     """A readable file name plus a hash of everything in ``key`` that determines the weights."""
-    blob = json.dumps({**key, "code_version": TRAINING_CODE_VERSION}, sort_keys=True,
-                      default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    digest = _key_digest({**key, "code_version": TRAINING_CODE_VERSION})
     readable = "-".join(str(key[k]) for k in ("dataset", "model", "profile", "transform", "seed")
                         if k in key)
     return cache_dir() / f"{readable}-{digest}.pt"
@@ -238,9 +242,8 @@ def cached_tensors(name: str, key: dict, compute: Callable[[], dict[str, torch.T
     Written atomically; an unreadable file is ignored and recomputed.
     """
     device = torch.device(device or get_device())
-    blob = json.dumps({**key, "torch": torch.__version__, "device": device.type},
-                      sort_keys=True, default=str)
-    path = cache_dir() / "tensors" / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.pt"
+    digest = _key_digest({**key, "torch": torch.__version__, "device": device.type})
+    path = cache_dir() / "tensors" / f"{name}-{digest}.pt"
     if path.exists():
         try:
             return torch.load(path, map_location=device, weights_only=True)
@@ -274,6 +277,21 @@ def model_name(dataset: str) -> str:
     return "magnet-cnn" if dataset == "mnist" else "airbench-cnn"
 
 
+def _check_transform_key(transform: Transform | None, transform_key: str) -> None:
+    if transform is not None and transform_key == "none":
+        raise ValueError("a training transform needs a transform_key naming it for the cache")
+
+
+def _fit_on_training_set(model: nn.Module, dataset: str, recipe: TrainRecipe,
+                         device: torch.device, **fit_args) -> list[dict]:
+    """:func:`fit` on ``dataset``'s training images with ``recipe``'s batch size, label
+    smoothing and the data set's augmentation; epochs, lr and the rest come in ``fit_args``."""
+    train_set = data.load(dataset, "train", n=recipe.train_size)
+    return fit(model, train_set.images.to(device), train_set.labels.to(device),
+               batch_size=recipe.batch_size, augment=augmentation_for(dataset),
+               label_smoothing=recipe.label_smoothing, **fit_args)
+
+
 def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
                device: torch.device | None = None, transform: Transform | None = None,
                transform_key: str = "none", progress: bool = True) -> nn.Module:
@@ -282,8 +300,7 @@ def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
     ``transform`` is applied to every training batch (e.g. JPEG for vaccination); name it in
     ``transform_key`` so differently trained models never share a cache entry.
     """
-    if transform is not None and transform_key == "none":
-        raise ValueError("a training transform needs a transform_key naming it for the cache")
+    _check_transform_key(transform, transform_key)
     profile = profile or get_profile()
     device = device or get_device()
     recipe = profile.recipe(dataset)
@@ -292,12 +309,10 @@ def classifier(dataset: str, *, seed: int = 0, profile: Profile | None = None,
            "recipe": asdict(recipe)}
 
     def train(model: nn.Module) -> list[dict]:
-        train_set = data.load(dataset, "train", n=recipe.train_size)
-        images, labels = train_set.images.to(device), train_set.labels.to(device)
-        return fit(model, images, labels, epochs=recipe.epochs, batch_size=recipe.batch_size,
-                   lr=recipe.lr, augment=augmentation_for(dataset), transform=transform,
-                   label_smoothing=recipe.label_smoothing, seed=seed, progress=progress,
-                   desc=f"{dataset} classifier (seed {seed}, {transform_key})")
+        return _fit_on_training_set(model, dataset, recipe, device, epochs=recipe.epochs,
+                                    lr=recipe.lr, transform=transform, seed=seed,
+                                    progress=progress,
+                                    desc=f"{dataset} classifier (seed {seed}, {transform_key})")
 
     return cached_model(key, lambda: make_classifier(dataset, profile), train, device)
 
@@ -314,8 +329,7 @@ def finetuned(base: nn.Module, dataset: str, *, name: str, epochs: int, lr_scale
     that shapes the weights (e.g. an attack's settings) belongs in ``key_extra``. The cache key
     names the base model, so retraining the base retrains this.
     """
-    if transform is not None and transform_key == "none":
-        raise ValueError("a training transform needs a transform_key naming it for the cache")
+    _check_transform_key(transform, transform_key)
     profile = profile or get_profile()
     device = device or get_device()
     recipe = profile.recipe(dataset)
@@ -325,11 +339,9 @@ def finetuned(base: nn.Module, dataset: str, *, name: str, epochs: int, lr_scale
 
     def train(model: nn.Module) -> list[dict]:
         model.load_state_dict(base.state_dict())
-        train_set = data.load(dataset, "train", n=recipe.train_size)
-        return fit(model, train_set.images.to(device), train_set.labels.to(device),
-                   epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr * lr_scale,
-                   augment=augmentation_for(dataset), transform=transform, perturb=perturb,
-                   label_smoothing=recipe.label_smoothing, seed=seed, progress=progress,
-                   desc=f"{dataset}: {name} ({transform_key})")
+        return _fit_on_training_set(model, dataset, recipe, device, epochs=epochs,
+                                    lr=recipe.lr * lr_scale, transform=transform,
+                                    perturb=perturb, seed=seed, progress=progress,
+                                    desc=f"{dataset}: {name} ({transform_key})")
 
     return cached_model(key, lambda: make_classifier(dataset, profile), train, device)
