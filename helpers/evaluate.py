@@ -8,9 +8,11 @@ answers it for every (attack, defense) pair on the same images, so rows and colu
 from __future__ import annotations
 
 import inspect
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -105,3 +107,44 @@ def per_image_ms(predict: Callable[[torch.Tensor], object], images: torch.Tensor
         predict(images)
         times.append(time.perf_counter() - start)
     return 1000 * min(times) / len(images)
+
+
+# accuracy[(data set, defense, attack, eps, steps)]: one measured accuracy behind the defense
+Measured = Mapping[tuple[str, str, str, float, int], float]
+
+
+def adaptive_scoreboard(accuracy: Measured, eps: float, steps: int,
+                        clean: Mapping[tuple[str, str], float],
+                        extra_models: Mapping[tuple[str, str], Sequence[nn.Module]],
+                        oblivious: str = "oblivious") -> pd.DataFrame:
+    """One row per ``(defense, data set)`` of ``clean``, in its order: how the defense fares
+    against an attacker who ignores it and against the strongest one who does not.
+
+    Columns: ``clean`` (from ``clean``); ``oblivious``, the accuracy under the attack named
+    ``oblivious`` at ``eps`` and ``steps`` (a defense with no such entry, such as the bare
+    model, has nothing to be oblivious of: it gets its adaptive accuracy); ``adaptive``, the
+    lowest accuracy over every other attack measured at ``eps`` and ``steps``, and ``strongest
+    adaptive attack``, its name; ``models to train`` and ``their training (s)``, the distinct
+    models in ``extra_models`` (each counted once) and the sum of their
+    ``train_info["train_seconds"]``. Nothing is measured here: every accuracy comes from
+    ``accuracy`` and ``clean``.
+    """
+    rows = []
+    for defense, dataset in clean:
+        found = {attack: value for (d_set, d, attack, e, s), value in accuracy.items()
+                 if (d_set, d, s) == (dataset, defense, steps) and math.isclose(e, eps)}
+        adaptive = {attack: value for attack, value in found.items() if attack != oblivious}
+        if not adaptive:
+            raise KeyError(f"no adaptive attack on {defense!r} ({dataset}) at eps {eps:.4f} "
+                           f"and {steps} steps; measured: {sorted(found)}")
+        strongest = min(adaptive, key=adaptive.get)
+        models = list({id(m): m for m in extra_models[(defense, dataset)]}.values())
+        rows.append({"defense": defense, "data set": dataset,
+                     "clean": clean[(defense, dataset)],
+                     "oblivious": found.get(oblivious, adaptive[strongest]),
+                     "adaptive": adaptive[strongest],
+                     "strongest adaptive attack": strongest,
+                     "models to train": len(models),
+                     "their training (s)": sum(m.train_info["train_seconds"]
+                                               for m in models)})
+    return pd.DataFrame(rows).set_index(["defense", "data set"])

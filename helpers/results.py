@@ -1,12 +1,15 @@
-"""Headline numbers a chapter records, so runs, profiles and chapters can be compared.
+"""Headline numbers a chapter records, and numbers its prose quotes.
 
 ``record("01_distribution_shift", "cifar10_clean_accuracy", 0.77)`` writes
-``lessondata/results/<profile>/01_distribution_shift.json`` (committed with the notebook).
+``lessondata/results/<profile>/01_distribution_shift.json`` (committed with the notebook) and
+glues the value under the same name, so the chapter's Markdown quotes it as
+``{glue:text}`cifar10_clean_accuracy:.1%``` instead of typing a number that could drift.
+The file holds nothing volatile (no dates, no timings): re-running a chapter whose numbers did
+not change leaves it byte for byte as it was.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import numbers
@@ -35,19 +38,46 @@ def load_results(chapter: str, profile: str | None = None) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def record(chapter: str, name: str, value: float, note: str = "") -> None:
-    """Store one headline number with the profile, device and date that produced it."""
+def _checked_number(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(float(value)):
         raise TypeError(f"result {name!r} must be a number (finite, not a bool), got {value!r}")
+    return float(value)
+
+
+def record(chapter: str, name: str, value: float, note: str = "") -> None:
+    """Store one headline number with the profile and device that produced it, and glue it.
+
+    Deterministic: the same numbers give the same file, byte for byte (keys sorted, values
+    rounded to 6 decimals, no date). Do not record timings; they change with every run.
+    """
+    value = round(_checked_number(name, value), 6)
     profile = get_profile().name
     entries = load_results(chapter, profile)
-    entries[name] = {"value": round(float(value), 6), "profile": profile,
-                     "device": get_device().type, "date": dt.date.today().isoformat(),
+    entries[name] = {"value": value, "profile": profile, "device": get_device().type,
                      **({"note": note} if note else {})}
-    with atomic_path(results_path(chapter, profile)) as tmp, open(tmp, "w") as f:
-        json.dump(dict(sorted(entries.items())), f, indent=1)
-        f.write("\n")
+    text = json.dumps(dict(sorted(entries.items())), indent=1) + "\n"
+    path = results_path(chapter, profile)
+    if not path.exists() or path.read_text() != text:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
+            f.write(text)
+    glue(name, value)
+
+
+def glue(name: str, value: object) -> None:
+    """Make ``value`` quotable in the chapter's Markdown as ``{glue:text}`name:.1%```.
+
+    Uses MyST-NB's ``glue`` (how Jupyter Book 1.x fills prose from outputs), without showing
+    anything in the notebook. Where MyST-NB is not installed (Colab), it does nothing: the
+    chapter still runs, and the Markdown shows the role's text instead of the number.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = _checked_number(name, value)
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
 
 
 def published(name: str) -> dict:
@@ -64,3 +94,21 @@ def result_key(*parts: str) -> str:
     ``result_key("cifar10", "FGSM 2/255", "JPEG 75") == "cifar10_fgsm2-255_jpeg75"``.
     """
     return "_".join(p.lower().replace(" ", "").replace("/", "-") for p in parts)
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """One standard error of an accuracy measured on ``n`` images (binomial)."""
+    if n <= 0 or not 0 <= accuracy <= 1:
+        raise ValueError(f"need 0 <= accuracy <= 1 and n > 0, got {accuracy!r} and {n!r}")
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def clearly_above(a: float, b: float, n: int, z: float = 2.0) -> bool:
+    """Is accuracy ``a`` above ``b`` by more than ``z`` standard errors of their difference?
+
+    Both measured on ``n`` images. The difference's error is taken as if the two were
+    independent, which overstates it for the paired comparisons the chapters make (the same
+    images for both), so a ``True`` here is conservative. Assert cells use it so that a claim
+    rests only on a gap larger than the sampling noise.
+    """
+    return a - b > z * math.hypot(binomial_se(a, n), binomial_se(b, n))

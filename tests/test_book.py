@@ -23,19 +23,6 @@ def test_every_chapter_is_in_the_toc_in_order():
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_colab_cell_uses_the_configured_repository(path):
-    code = [c for c in _cells(path) if c["cell_type"] == "code"]
-    first = "".join(code[0]["source"])
-    assert "google.colab" in first, "the first code cell must be the Colab set-up cell"
-    url = re.search(r'REPO_URL = "([^"]+)"', first).group(1)
-    branch = re.search(r'BRANCH = "([^"]+)"', first).group(1)
-    assert url == CONFIG["repository"]["url"]
-    assert branch == CONFIG["repository"]["branch"]
-    assert "remove-cell" in code[0]["metadata"].get("tags", [])
-    assert not code[0].get("outputs"), "the Colab cell must do nothing (print nothing) locally"
-
-
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_is_stored_executed_with_its_profile_line(path):
     code = [c for c in _cells(path) if c["cell_type"] == "code"]
     assert all(c.get("execution_count") for c in code), "every code cell must be executed"

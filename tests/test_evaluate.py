@@ -138,3 +138,54 @@ def test_per_image_ms_is_the_fastest_timed_run_after_a_warm_up(monkeypatch):
     assert ms == pytest.approx(1000 * 1.0 / 10)            # 1 s for 10 images: 100 ms each
     with pytest.raises(ValueError, match="at least one repeat"):
         evaluate.per_image_ms(lambda z: None, torch.zeros(10, 1), repeats=0)
+
+
+class _Trained(nn.Module):
+    """A stand-in for a cached model: only its recorded training time matters here."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.train_info = {"train_seconds": seconds}
+
+
+def test_adaptive_scoreboard_takes_the_strongest_adaptive_attack_and_counts_costs():
+    eps, other_eps = 8 / 255, 4 / 255
+    accuracy = {
+        ("a", "none", "PGD", eps, 10): 0.05,
+        ("a", "JPEG", "oblivious", eps, 10): 0.40,
+        ("a", "JPEG", "BPDA, identity", eps, 10): 0.35,
+        ("a", "JPEG", "BPDA, differentiable JPEG", eps, 10): 0.10,
+        ("a", "JPEG", "BPDA, differentiable JPEG", other_eps, 10): 0.01,  # other eps
+        ("a", "JPEG", "BPDA, differentiable JPEG", eps, 20): 0.02,        # other steps
+        ("b", "JPEG", "BPDA, identity", eps, 10): 0.50,                   # other data set
+        ("a", "vaccinated", "oblivious", eps, 10): 0.70,
+        ("a", "vaccinated", "BPDA, differentiable JPEG", eps, 10): 0.08,
+    }
+    control, vaccine = _Trained(100.0), _Trained(30.0)
+    clean = {("none", "a"): 0.9, ("JPEG", "a"): 0.85, ("vaccinated", "a"): 0.88}
+    extra = {("none", "a"): [], ("JPEG", "a"): [],
+             ("vaccinated", "a"): [control, vaccine, control]}    # control counted once
+    board = evaluate.adaptive_scoreboard(accuracy, eps, 10, clean, extra)
+    assert list(board.index) == [("none", "a"), ("JPEG", "a"), ("vaccinated", "a")]
+    jpeg_row = board.loc[("JPEG", "a")]
+    assert jpeg_row["clean"] == 0.85 and jpeg_row["oblivious"] == 0.40
+    assert jpeg_row["adaptive"] == 0.10
+    assert jpeg_row["strongest adaptive attack"] == "BPDA, differentiable JPEG"
+    assert jpeg_row["models to train"] == 0 and jpeg_row["their training (s)"] == 0
+    none_row = board.loc[("none", "a")]                # nothing to be oblivious of
+    assert none_row["oblivious"] == none_row["adaptive"] == 0.05
+    vaccinated_row = board.loc[("vaccinated", "a")]
+    assert vaccinated_row["models to train"] == 2
+    assert vaccinated_row["their training (s)"] == 130.0
+    # the numbers follow the measurements
+    accuracy[("a", "JPEG", "BPDA, identity", eps, 10)] = 0.03
+    board = evaluate.adaptive_scoreboard(accuracy, eps, 10, clean, extra)
+    assert board.loc[("JPEG", "a"), "adaptive"] == 0.03
+    assert board.loc[("JPEG", "a"), "strongest adaptive attack"] == "BPDA, identity"
+
+
+def test_adaptive_scoreboard_refuses_a_defense_without_an_adaptive_attack():
+    accuracy = {("a", "JPEG", "oblivious", 8 / 255, 10): 0.4}
+    with pytest.raises(KeyError, match="no adaptive attack on 'JPEG'"):
+        evaluate.adaptive_scoreboard(accuracy, 8 / 255, 10, {("JPEG", "a"): 0.9},
+                                     {("JPEG", "a"): []})

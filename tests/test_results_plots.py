@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import builtins
 import json
+import math
+from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -16,6 +18,7 @@ from helpers import plots, results
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------------------------
 # results
@@ -33,8 +36,7 @@ def test_record_writes_json_under_results_dir(results_dir, quick_cpu):
     path = results_dir / "quick" / "01_test.json"
     assert path.is_file() and results.results_path("01_test") == path
     entry = json.loads(path.read_text())["clean_accuracy"]
-    assert entry == {"value": 0.8125, "profile": "quick", "device": "cpu",
-                     "date": dt.date.today().isoformat()}
+    assert entry == {"value": 0.8125, "profile": "quick", "device": "cpu"}
     assert [p.name for p in path.parent.iterdir()] == ["01_test.json"]  # no temp file left
 
 
@@ -83,6 +85,75 @@ def test_non_numbers_raise_type_error(results_dir, quick_cpu, value):
 def test_numpy_numbers_are_recorded(results_dir, quick_cpu, value):
     results.record("01_test", "x", value)
     assert results.load_results("01_test")["x"]["value"] == pytest.approx(float(value))
+
+
+def test_the_writer_is_deterministic(results_dir, quick_cpu):
+    """The same numbers give the same bytes, whatever the order or the day they were recorded,
+    and an unchanged file is not rewritten (a re-run leaves ``git status`` clean)."""
+    results.record("01_test", "b", 0.25)
+    results.record("01_test", "a", 1 / 3, note="n")
+    path = results_dir / "quick" / "01_test.json"
+    first, stamp = path.read_bytes(), path.stat().st_mtime_ns
+    results.record("01_test", "a", 1 / 3, note="n")
+    results.record("01_test", "b", 0.25)
+    assert path.read_bytes() == first and path.stat().st_mtime_ns == stamp
+    path.unlink()
+    results.record("01_test", "a", 1 / 3, note="n")
+    results.record("01_test", "b", 0.25)
+    assert path.read_bytes() == first
+    assert json.loads(first) == {
+        "a": {"value": 0.333333, "profile": "quick", "device": "cpu", "note": "n"},
+        "b": {"value": 0.25, "profile": "quick", "device": "cpu"}}
+
+
+def test_glue_stores_a_plain_number_for_the_page(monkeypatch):
+    glued = []
+    monkeypatch.setattr("myst_nb.glue", lambda name, value, display: glued.append(
+        (name, value, type(value), display)))
+    results.glue("acc", np.float32(0.5))
+    results.glue("label", "JPEG 75")
+    assert glued == [("acc", 0.5, float, False), ("label", "JPEG 75", str, False)]
+    with pytest.raises(TypeError, match="must be a number"):
+        results.glue("bad", float("nan"))
+
+
+def test_glue_does_nothing_without_myst_nb(monkeypatch):
+    """In Colab MyST-NB is missing: a chapter must still run."""
+    real_import = builtins.__import__
+
+    def no_myst_nb(name, *args, **kwargs):
+        if name.startswith("myst_nb"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
+    results.glue("acc", 0.5)  # no error
+
+
+def test_record_glues_the_recorded_value(results_dir, quick_cpu, monkeypatch):
+    glued = []
+    monkeypatch.setattr(results, "glue", lambda name, value: glued.append((name, value)))
+    results.record("01_test", "x", 1 / 3)
+    assert glued == [("x", 0.333333)]
+
+
+def test_binomial_standard_error_and_clear_gaps():
+    assert results.binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert results.binomial_se(0.0, 10) == 0.0
+    # 60% vs 40% on 100 images: the gap (20 points) is 2.9 standard errors of the difference
+    assert results.clearly_above(0.6, 0.4, 100)
+    assert not results.clearly_above(0.4, 0.6, 100)
+    # 2 points on 500 images is within the noise; 2 points on 50,000 is not
+    assert not results.clearly_above(0.52, 0.50, 500)
+    assert results.clearly_above(0.52, 0.50, 50_000)
+    # the boundary: 2 standard errors of the difference, sqrt(2 * 0.25 / 100) = 0.0707 each
+    assert results.clearly_above(0.5, 0.5 - 0.5 * 0.1415, 100) is False
+    se = math.hypot(results.binomial_se(0.5, 100), results.binomial_se(0.35, 100))
+    assert math.isclose(se, math.sqrt(0.0025 + 0.35 * 0.65 / 100))
+    assert results.clearly_above(0.5, 0.35, 100) == (0.15 > 2 * se)
+    for bad in [(1.2, 10), (0.5, 0), (-0.1, 10)]:
+        with pytest.raises(ValueError):
+            results.binomial_se(*bad)
 
 
 def test_results_dir_follows_env(monkeypatch, tmp_path):
@@ -181,3 +252,17 @@ def test_slider_gallery_with_one_figure():
     box = plots.slider_gallery([plots.image_grid([_batch(1)])], "only")
     slider = next(c for c in box.children if isinstance(c, widgets.IntSlider))
     assert slider.max == 0
+
+
+def test_tracked_result_files_hold_nothing_volatile():
+    """What is committed under lessondata/results is what record writes: no dates, no extra
+    fields, keys in order, so re-running a chapter leaves ``git status`` clean."""
+    files = sorted((REPO / "lessondata" / "results").glob("*/*.json"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        entries = json.loads(text)
+        assert text == json.dumps(dict(sorted(entries.items())), indent=1) + "\n", path.name
+        for name, entry in entries.items():
+            assert set(entry) <= {"value", "profile", "device", "note"}, (path.name, name)
+            assert entry["profile"] == path.parent.name, (path.name, name)

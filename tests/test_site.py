@@ -108,6 +108,15 @@ SIDEBAR_JS = """() => [...document.querySelectorAll('nav.bd-docs-nav a.reference
     .map(a => [a.href.split('#')[0], a.textContent.replace(/\\s+/g, ' ').trim()])"""
 SMART = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'",
                        "\u2013": "--", "\u2014": "---"})
+# Code cells that scroll sideways: every code cell's <pre>, folded ones (hide-input) opened
+# first, whose content is wider than its box at the test's 1280 px viewport.
+WIDE_CODE_JS = """() => {
+    document.querySelectorAll('article.bd-article details').forEach(d => { d.open = true; });
+    return [...document.querySelectorAll('article.bd-article .cell_input pre')]
+        .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => `${pre.scrollWidth} px in a ${pre.clientWidth} px box: `
+                    + pre.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b));
+}"""
 COLAB_JS = f"""() => [...document.querySelectorAll('a[href^="{COLAB}"]')].map(a => a.href)"""
 
 
@@ -188,6 +197,7 @@ class Visit:
     images: list[dict] = field(default_factory=list)
     colab_links: list[str] = field(default_factory=list)
     sidebar: list[tuple[str, str]] = field(default_factory=list)
+    wide_code: list[str] = field(default_factory=list)
     widget_problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
@@ -220,6 +230,7 @@ def visit_page(browser: Any, base_url: str, docname: str, network: Network,
             visit.screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(visit.screenshot), full_page=True)
             print(f"screenshot: {visit.screenshot}")
+        visit.wide_code = page.evaluate(WIDE_CODE_JS)  # after the screenshot: opens folds
         if sliders and not visit.widget_problems:
             visit.widget_problems = slider_problems(page)
     finally:
@@ -375,6 +386,11 @@ def test_every_figure_loads_and_is_not_blank(visit):
     assert not figure_problems(visit), figure_problems(visit)
 
 
+def test_no_code_cell_scrolls_sideways(visit):
+    """At 1280 px the code fits the content column (book/ruff.toml keeps lines short)."""
+    assert not visit.wide_code, "\n".join(visit.wide_code)
+
+
 def test_open_in_colab_link_points_at_the_notebook(visit):
     expected = [colab_link(visit.source.docname)] if visit.source.is_notebook else []
     assert visit.colab_links == expected
@@ -435,7 +451,12 @@ def test_hidden_cells_and_nbval_markers_stay_off_the_page(docname, site_html):
     text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", "", page)).split())
     markers = [text[max(0, m.start() - 30):m.end() + 30]
                for m in re.finditer(r"\bnbval", text, re.IGNORECASE)]
-    leaked = [line for line in source.hidden_source if " ".join(line.split()) in text]
+    # a hidden cell's line leaks when the page shows it as a line of code (a short line can
+    # also occur inside a longer shown line, which is no leak)
+    code_lines = {" ".join(line.split()) for block in re.findall(r"<pre\b.*?</pre>", page,
+                                                                 flags=re.DOTALL)
+                  for line in html_lib.unescape(re.sub(r"<[^>]+>", "", block)).splitlines()}
+    leaked = [line for line in source.hidden_source if " ".join(line.split()) in code_lines]
     assert not markers, f"nbval markers on the page (hide with cell tags instead): {markers[:3]}"
     assert not leaked, f"source of hidden cells on the page: {leaked[:5]}"
 
