@@ -1,24 +1,33 @@
 """helpers: the small library the course's chapters grow.
 
-Modules, one job each: ``profiles`` (how big), ``device`` (where, and seeds), ``data`` (the
-datasets as tensors), ``models``, ``train`` (fit, evaluate, the model cache), ``shifts``
-(natural distribution shifts), ``jpeg``, ``transforms`` (other cheap input transformations),
-``attacks``, ``spectra`` (where perturbations keep their energy), ``defenses`` (MagNet's
-autoencoders and detectors), ``evaluate`` (every attack against every defense on the same
-images), ``vaccination`` (models trained on JPEG-compressed images, their controls, the
-ensemble), ``adaptive`` (BPDA, EOT and end-to-end attacks on defenses),
-``adversarial_training`` (the baseline), ``plots``, ``results`` and ``chapter`` (the first call
-of every chapter).
+Modules, one job each, listed so that each uses only those above it:
+
+* ``profiles`` (how big), ``device`` (where, and seeds), ``files`` (atomic writes);
+* ``images`` (what a batch of images is: checks, uint8 to float, the 8-bit grid),
+  ``batching`` (memory-bounded chunks of images), ``data`` (the datasets as tensors);
+* ``models`` (architectures), ``transforms`` (augmentation; blur, median filter, bit depth),
+  ``jpeg`` (the codec, its steps, a differentiable version);
+* ``train`` (fit, predict, evaluate), ``shifts`` (natural shifts, and accuracy under them),
+  ``cache`` (trained models and computed tensors, one key rule), ``zoo`` (the course's
+  classifiers: recipes, training, caching);
+* ``attacks`` (FGSM, PGD, DeepFool, Carlini-Wagner, and their building blocks), ``spectra``;
+* ``defenses`` (MagNet), ``vaccination`` (JPEG-trained models, the ensemble, SLQ),
+  ``adversarial_training`` (the baseline), ``adaptive`` (BPDA, EOT, MagNet end to end);
+* ``evaluate`` (attacks against defenses on the same images), ``plots``, ``results``
+  (recorded and glued numbers), ``chapter`` (the first call of every chapter), ``publish``.
 """
 
 from . import (
                adaptive,
                adversarial_training,
                attacks,
+               batching,
+               cache,
                data,
                defenses,
                device,
                evaluate,
+               images,
                jpeg,
                models,
                plots,
@@ -29,10 +38,11 @@ from . import (
                train,
                transforms,
                vaccination,
+               zoo,
 )
 from .chapter import start
 
-__all__ = ["adaptive", "adversarial_training", "attacks", "data", "defenses", "device",
-           "evaluate", "jpeg", "models", "plots", "profiles", "results", "shifts", "spectra",
-           "train", "transforms", "vaccination", "start"]
+__all__ = ["adaptive", "adversarial_training", "attacks", "batching", "cache", "data",
+           "defenses", "device", "evaluate", "images", "jpeg", "models", "plots", "profiles",
+           "results", "shifts", "spectra", "train", "transforms", "vaccination", "zoo", "start"]
 __version__ = "0.1.0"

@@ -28,14 +28,15 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .attacks import (
-    _check_inputs,
-    _check_label_range,
-    _check_positive_int,
-    _pgd_step_size,
-    _project_linf,
-    _random_start,
+    check_inputs,
+    check_label_range,
+    check_positive_int,
+    in_chunks,
+    pgd_step_size,
+    project_linf,
+    uniform_start,
 )
-from .defenses import Detector
+from .defenses import Detector, Pass, Reformer
 from .models import eval_mode
 
 # transform(images, generator) -> images: one random draw of a randomized defense
@@ -166,13 +167,14 @@ class EOT(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        _check_positive_int("samples", samples)
+        check_positive_int("samples", samples)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got "
                             f"{type(transform).__name__}")
         self.transform = transform
         self.model = model
         self.samples = samples
+        self.passes_per_image = samples  # for helpers.batching: memory per image
         self.generator = generator
         self.training = model.training
 
@@ -206,6 +208,7 @@ class Ensemble(nn.Module):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
+        self.passes_per_image = len(members)  # for helpers.batching: memory per image
         self.training = any(m.training for m in members)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -226,6 +229,7 @@ def _check_detectors(detectors: Sequence[Detector]) -> None:
                              "the penalty divides by it, so it must be > 0")
 
 
+@in_chunks
 def pgd_against_detectors(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
                           detectors: Sequence[Detector], alpha: float | None = None,
                           steps: int = 10, weight: float = 10.0, random_start: bool = True,
@@ -246,23 +250,26 @@ def pgd_against_detectors(model: nn.Module, images: Tensor, labels: Tensor, eps:
     the last iterate, including the start, that was misclassified while no detector flagged it;
     where there was none, the last iterate.
     """
-    x, y = _check_inputs(model, images, labels, eps)
-    alpha = _pgd_step_size(eps, steps, alpha)
+    x, y = check_inputs(model, images, labels, eps)
+    alpha = pgd_step_size(eps, steps, alpha)
     if not weight >= 0:
         raise ValueError(f"weight must be >= 0, got {weight}")
     _check_detectors(detectors)
-    adv = _random_start(x, eps, generator) if random_start else x
+    adv = uniform_start(x, eps, generator) if random_start else x
     best, found = adv.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     with eval_mode(model):
         for step in range(steps + 1):  # the last pass only checks the final iterate
             with torch.enable_grad():
                 adv = adv.detach().requires_grad_(True)
-                logits = model(adv)
-                _check_label_range(logits, y)
+                shared = Pass(adv)  # each network once per image, for model and detectors
+                logits = (shared(model.classifier, after=model.autoencoder)
+                          if isinstance(model, Reformer) else shared(model))
+                check_label_range(logits, y)
                 penalty = torch.zeros(len(x), device=x.device)
                 evading = torch.ones_like(found)
                 for detector in detectors:
-                    score = detector.differentiable_score(adv)
+                    score = (detector.score_of(shared) if detector.score_of is not None
+                             else detector.differentiable_score(adv))
                     penalty = penalty + (score / detector.threshold - 1).clamp_min(0)
                     evading &= score.detach() <= detector.threshold  # flags: score > threshold
                 loss = F.cross_entropy(logits, y, reduction="sum") - weight * penalty.sum()
@@ -272,5 +279,5 @@ def pgd_against_detectors(model: nn.Module, images: Tensor, labels: Tensor, eps:
             if step == steps:
                 break
             (grad,) = torch.autograd.grad(loss, adv)
-            adv = _project_linf(adv.detach() + alpha * grad.sign(), x, eps)
+            adv = project_linf(adv.detach() + alpha * grad.sign(), x, eps)
     return torch.where(found[:, None, None, None], best, adv.detach())

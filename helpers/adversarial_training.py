@@ -2,51 +2,59 @@
 
 Madry et al. train on the worst case in the eps ball: each batch is replaced by PGD adversarial
 examples against the current model before the weights are updated. Here that is
-``train.fit(..., perturb=pgd_perturbation(eps, steps))`` starting from the course's clean
+``train.fit(..., perturb=PGDPerturbation(eps, steps))`` starting from the course's clean
 classifier (see :func:`adversarial_classifier` for why fine-tuning rather than training anew).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor, nn
 
-from . import attacks, train
-from .profiles import Profile, get_profile
+from . import attacks, zoo
+from .profiles import Profile
 
 
-def pgd_perturbation(eps: float, steps: int, seed: int = 0) -> train.Perturbation:
+@dataclass
+class PGDPerturbation:
     """``perturb(model, images, labels)`` for ``train.fit``: PGD with ``steps`` steps at ``eps``.
 
     The step size is ``attacks.pgd``'s default, ``2.5 * eps / steps``, and every batch gets a
     random start from a generator seeded with ``seed``, so a run is reproducible. The attack
     runs the model in eval mode and restores its training mode (``attacks.pgd`` does).
+    ``key`` names it in the cache key of the model trained with it.
     """
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    attacks._check_positive_int("steps", steps)
-    generator = torch.Generator().manual_seed(seed)
 
-    def perturb(model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
-        return attacks.pgd(model, images, labels, eps=eps, steps=steps, generator=generator)
+    eps: float
+    steps: int
+    seed: int = 0
+    generator: torch.Generator = field(init=False, repr=False, compare=False)
 
-    return perturb
+    def __post_init__(self) -> None:
+        if not self.eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {self.eps}")
+        attacks.check_positive_int("steps", self.steps)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+        return attacks.pgd(model, images, labels, eps=self.eps, steps=self.steps,
+                           generator=self.generator)
+
+    @property
+    def key(self) -> str:
+        alpha = attacks.pgd_step_size(self.eps, self.steps, None)
+        return (f"pgd{self.steps}-eps{self.eps * 255:g}-alpha{alpha * 255:g}"
+                f"-seed{self.seed}")
 
 
-def adversarial_settings(profile: Profile) -> dict:
-    """What determines the fine-tune beyond the clean model's recipe: part of its cache key."""
-    steps, eps = profile.adversarial_steps, profile.adversarial_eps
-    return {"method": "pgd-finetune", "eps": eps, "steps": steps,
-            "alpha": attacks._pgd_step_size(eps, steps, None),  # attacks.pgd's default
-            "epochs": profile.adversarial_epochs}
-
-
-def adversarial_classifier(dataset: str, *, profile: Profile | None = None,
+def adversarial_classifier(dataset: str, profile: Profile, *,
                            device: torch.device | None = None, seed: int = 0,
                            progress: bool = True) -> nn.Module:
     """The course's classifier for ``dataset``, PGD adversarially fine-tuned; from the cache.
 
-    Starts from the clean classifier ``train.classifier(dataset, seed=seed)`` and trains
+    Starts from the clean classifier ``zoo.classifier(dataset, seed=seed)`` and trains
     ``profile.adversarial_epochs`` more epochs on PGD examples (``profile.adversarial_eps``,
     ``profile.adversarial_steps`` steps of ``2.5 * eps / steps``) of the recipe's training
     images, with its batch size, learning rate (one-cycle, as in ``train.fit``), augmentation
@@ -62,15 +70,11 @@ def adversarial_classifier(dataset: str, *, profile: Profile | None = None,
     ``model.train_info["train_seconds"]`` is the fine-tune's time only; the clean model's is
     ``train_info["base_train_seconds"]``.
     """
-    profile = profile or get_profile()
-    settings = adversarial_settings(profile)
-    base = train.classifier(dataset, seed=seed, profile=profile, device=device,
-                            progress=progress)
-    name = f"pgd{settings['steps']}-eps{settings['eps'] * 255:g}"
-    model = train.finetuned(base, dataset, name=f"adversarial-{name}",
-                            epochs=settings["epochs"], key_extra={"adversarial": settings},
-                            perturb=pgd_perturbation(settings["eps"], settings["steps"], seed),
-                            seed=seed, profile=profile, device=device, progress=progress)
+    perturb = PGDPerturbation(profile.adversarial_eps, profile.adversarial_steps, seed)
+    base = zoo.classifier(dataset, profile, seed=seed, device=device, progress=progress)
+    model = zoo.finetuned(base, dataset, profile, name="adversarial",
+                          epochs=profile.adversarial_epochs, perturb=perturb, seed=seed,
+                          device=device, progress=progress)
     model.train_info = {**model.train_info,
                         "base_train_seconds": base.train_info["train_seconds"]}
     return model

@@ -13,13 +13,17 @@ their eps guarantee after rounding (see :func:`fgsm`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import batching
+from .images import quantize
 from .models import eval_mode
 
 PIXEL_TOLERANCE = 1e-6  # images may leave [0, 1] by this much (float round-off), no more
@@ -27,7 +31,7 @@ _GRID_TOLERANCE = 1e-4  # in grid steps: absorbs float error when eps is a multi
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared checks and plumbing
+# Building blocks, public so that new attacks (helpers.adaptive's, a reader's) are built alike
 # ---------------------------------------------------------------------------------------------
 
 def _model_device(model: nn.Module) -> torch.device | None:
@@ -37,7 +41,7 @@ def _model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
-def _check_inputs(model: nn.Module, images: Tensor, labels: Tensor,
+def check_inputs(model: nn.Module, images: Tensor, labels: Tensor,
                   eps: float | None = None) -> tuple[Tensor, Tensor]:
     """Validate an attack's inputs; returns detached ``(images, labels as int64)``.
 
@@ -54,7 +58,7 @@ def _check_inputs(model: nn.Module, images: Tensor, labels: Tensor,
         raise ValueError("empty batch: images has no images (N = 0)")
     if not images.is_floating_point():
         raise ValueError(f"images must be float in [0, 1], got dtype {images.dtype} "
-                         "(convert uint8 with images.float() / 255)")
+                         "(convert uint8 with helpers.images.as_float)")
     if labels.dim() != 1 or len(labels) != len(images):
         raise ValueError(f"labels must be 1-D with one label per image: got labels of shape "
                          f"{tuple(labels.shape)} for {len(images)} images")
@@ -76,12 +80,12 @@ def _check_inputs(model: nn.Module, images: Tensor, labels: Tensor,
     return images.detach().clamp(0, 1), labels.detach().long()
 
 
-def _check_positive_int(name: str, value: int) -> None:
+def check_positive_int(name: str, value: int) -> None:
     if not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_label_range(logits: Tensor, labels: Tensor) -> None:
+def check_label_range(logits: Tensor, labels: Tensor) -> None:
     """Labels must index the model's outputs (cross-entropy's own error is cryptic)."""
     n_classes = logits.shape[1]
     if labels.min().item() < 0 or labels.max().item() >= n_classes:
@@ -98,18 +102,13 @@ def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool) 
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         logits = model(x)
-        _check_label_range(logits, labels)
+        check_label_range(logits, labels)
         loss = F.cross_entropy(logits, labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
     return -grad if targeted else grad
 
 
-def quantize(images: Tensor) -> Tensor:
-    """Round to the 8-bit grid, ``round(x * 255) / 255``: what can be saved as an image file."""
-    return (images * 255).round() / 255
-
-
-def _project_linf(adv: Tensor, x: Tensor, eps: float) -> Tensor:
+def project_linf(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     """Clip ``adv`` into the L-inf ball of radius ``eps`` around ``x``, then into [0, 1]."""
     return torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
 
@@ -130,16 +129,16 @@ def _quantize_in_ball(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.where(low > high, quantize(x), q)
 
 
-def _pgd_step_size(eps: float, steps: int, alpha: float | None) -> float:
+def pgd_step_size(eps: float, steps: int, alpha: float | None) -> float:
     """Check ``steps`` and ``alpha``; the default step is ``2.5 * eps / steps`` (Madry et al.)."""
-    _check_positive_int("steps", steps)
+    check_positive_int("steps", steps)
     alpha = 2.5 * eps / steps if alpha is None else alpha
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     return alpha
 
 
-def _random_start(x: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+def uniform_start(x: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
     """A uniform random point of the eps ball around ``x``, clipped to [0, 1].
 
     Drawn on the generator's device (``x``'s when there is none), then moved to ``x``'s.
@@ -150,7 +149,7 @@ def _random_start(x: Tensor, eps: float, generator: torch.Generator | None) -> T
 
 
 def _finish_linf(adv: Tensor, x: Tensor, eps: float, quantized: bool) -> Tensor:
-    adv = _project_linf(adv, x, eps)
+    adv = project_linf(adv, x, eps)
     if quantized:
         adv = _quantize_in_ball(adv, x, eps)
     return adv.detach()
@@ -161,10 +160,28 @@ def _finish(adv: Tensor, quantized: bool) -> Tensor:
     return (quantize(adv) if quantized else adv).detach()
 
 
+def in_chunks(attack: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Make ``attack(model, images, labels, ...)`` run on memory-bounded chunks of images
+    (:func:`helpers.batching.chunk_size`) and concatenate them: the same result as one call,
+    since every attack here treats each image on its own, and memory that does not grow with
+    the number of images."""
+    @functools.wraps(attack)
+    def chunked(model: nn.Module, images: Tensor, labels: Tensor, *args, **kwargs) -> Tensor:
+        if not isinstance(images, Tensor) or not isinstance(labels, Tensor) \
+                or len(images) != len(labels):
+            check_inputs(model, images, labels)  # says what is wrong with them, as a whole
+        size = batching.chunk_size(model, images.device)
+        return batching.in_chunks(lambda x, y: attack(model, x, y, *args, **kwargs), size,
+                                  images, labels)
+
+    return chunked
+
+
 # ---------------------------------------------------------------------------------------------
 # L-infinity attacks
 # ---------------------------------------------------------------------------------------------
 
+@in_chunks
 def fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
          targeted: bool = False, quantize: bool = False) -> Tensor:
     """Fast Gradient Sign Method (Goodfellow et al., 2015): ``x + eps * sign(grad loss)``.
@@ -175,13 +192,14 @@ def fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
     (up to 4e-7 of float slack when eps is a multiple of 1/255), as long as the ball holds a
     grid value, which it always does for eps >= 1/510 or images already on the grid.
     """
-    x, y = _check_inputs(model, images, labels, eps)
+    x, y = check_inputs(model, images, labels, eps)
     with eval_mode(model):
         grad = _loss_gradient(model, x, y, targeted)
-    adv = _project_linf(x + eps * grad.sign(), x, eps)
+    adv = project_linf(x + eps * grad.sign(), x, eps)
     return _finish_linf(adv, x, eps, quantize)
 
 
+@in_chunks
 def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
         alpha: float | None = None, steps: int = 10, random_start: bool = True,
         targeted: bool = False, generator: torch.Generator | None = None,
@@ -194,13 +212,13 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
     projects onto the ball and [0, 1] after each. With ``random_start=False, steps=1,
     alpha=eps`` it is exactly :func:`fgsm`. ``targeted`` and ``quantize`` as in :func:`fgsm`.
     """
-    x, y = _check_inputs(model, images, labels, eps)
-    alpha = _pgd_step_size(eps, steps, alpha)
-    adv = _random_start(x, eps, generator) if random_start else x
+    x, y = check_inputs(model, images, labels, eps)
+    alpha = pgd_step_size(eps, steps, alpha)
+    adv = uniform_start(x, eps, generator) if random_start else x
     with eval_mode(model):
         for _ in range(steps):
             grad = _loss_gradient(model, adv, y, targeted)
-            adv = _project_linf(adv + alpha * grad.sign(), x, eps)
+            adv = project_linf(adv + alpha * grad.sign(), x, eps)
     return _finish_linf(adv, x, eps, quantize)
 
 
@@ -239,6 +257,7 @@ def _deepfool_step(model: nn.Module, x: Tensor, labels: Tensor,
     return correct, (scale[:, None] * w[rows, best]).view_as(x)
 
 
+@in_chunks
 def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
              overshoot: float = 0.02, num_candidates: int = 10,
              quantize: bool = False) -> Tensor:
@@ -254,9 +273,9 @@ def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
     come back as the last iterate. Assumes each image's logits depend only on that image
     (true in eval mode). ``quantize=True`` may push an image back across the boundary.
     """
-    x, y = _check_inputs(model, images, labels)
-    _check_positive_int("steps", steps)
-    _check_positive_int("num_candidates", num_candidates)
+    x, y = check_inputs(model, images, labels)
+    check_positive_int("steps", steps)
+    check_positive_int("num_candidates", num_candidates)
     if num_candidates < 2:
         raise ValueError("num_candidates must be >= 2 (the label and at least one other class)")
     if not overshoot >= 0:
@@ -264,7 +283,7 @@ def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
     with eval_mode(model):
         with torch.no_grad():
             logits = model(x)
-        _check_label_range(logits, y)
+        check_label_range(logits, y)
         k = min(num_candidates, logits.shape[1])
         # the highest-scoring classes other than the label, chosen once on the clean image
         candidates = logits.scatter(1, y[:, None], -math.inf).topk(k - 1, dim=1).indices
@@ -288,6 +307,7 @@ def _cw_margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     return best_other - label_logit if targeted else label_logit - best_other
 
 
+@in_chunks
 def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 1.0,
                    kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
                    binary_search_steps: int = 5, targeted: bool = False,
@@ -303,9 +323,9 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
     original image), so ``l2_norms(adv, images) == 0`` marks a failure.
     ``quantize=True`` may undo a success.
     """
-    x, y = _check_inputs(model, images, labels)
-    _check_positive_int("steps", steps)
-    _check_positive_int("binary_search_steps", binary_search_steps)
+    x, y = check_inputs(model, images, labels)
+    check_positive_int("steps", steps)
+    check_positive_int("binary_search_steps", binary_search_steps)
     if not c > 0 or not lr > 0 or not kappa >= 0:
         raise ValueError(f"need c > 0, lr > 0 and kappa >= 0, got c={c}, lr={lr}, "
                          f"kappa={kappa}")
@@ -323,7 +343,7 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
                 with torch.enable_grad():
                     adv = (torch.tanh(w) + 1) / 2
                     logits = model(adv)
-                    _check_label_range(logits, y)
+                    check_label_range(logits, y)
                     l2_sq = (adv - x).flatten(1).pow(2).sum(1)
                     margin = _cw_margin(logits, y, targeted)
                     loss = (l2_sq + const * margin.clamp_min(-kappa)).sum()
@@ -349,7 +369,7 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
 
 def success_rate(model: nn.Module, adv: Tensor, labels: Tensor, targeted: bool = False) -> float:
     """Fraction of ``adv`` misclassified (``targeted``: classified as ``labels``, the targets)."""
-    adv, labels = _check_inputs(model, adv, labels)
+    adv, labels = check_inputs(model, adv, labels)
     with eval_mode(model), torch.no_grad():
         predicted = model(adv).argmax(1)
     hits = predicted == labels if targeted else predicted != labels

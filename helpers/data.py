@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .files import atomic_path
+from .images import as_float
 
 DATA_ENV = "LESSON_DATA_DIR"
 DATASETS = ("mnist", "cifar10", "gtsrb")
@@ -49,7 +50,7 @@ class ImageSet:
 
     def float(self, device: torch.device | str | None = None) -> torch.Tensor:
         """Images as float32 in [0, 1] on ``device`` (converted there, so uint8 is what moves)."""
-        return self.images.to(device).float().div_(255)
+        return as_float(self.images.to(device))
 
     def to(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(float images in [0, 1], labels)`` on ``device``: what training and attacks take."""
@@ -95,6 +96,21 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path_str: str, mtime: float) -> str:
+    return _sha256(Path(path_str))
+
+
+def content_digest(name: str, split: str = "train") -> str:
+    """A hash of the data set file ``load(name, split)`` reads: cache keys name the data by it,
+    so a model trained on other data (a fresh download, a repacked file) is never reused."""
+    _check_name(name, split)
+    path = data_root() / name / f"{split}.npz"
+    if not path.exists():
+        load(name, split)  # prepares it, or says how
+    return _file_sha256(str(path), path.stat().st_mtime)[:16]
 
 
 def _content_sha256(images: np.ndarray, labels: np.ndarray) -> str:
@@ -156,7 +172,7 @@ def _load_verified(path_str: str, mtime: float, name: str, split: str):
     path = Path(path_str)
     expected_file = manifest()["files"][f"{name}/{split}.npz"]["sha256"]
     images, labels = _read_npz(path)
-    if _sha256(path) != expected_file:  # repacked or prepared elsewhere: check the arrays
+    if _file_sha256(path_str, mtime) != expected_file:  # repacked or prepared elsewhere
         verify(name, split, images, labels, path)
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     return tensor, torch.from_numpy(labels)

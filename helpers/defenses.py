@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data, train
+from . import batching, cache, data
 from .device import get_device
+from .images import as_float
 from .models import channels_last, eval_mode
-from .profiles import Profile, get_profile
+from .profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _fit_autoencoder(model: nn.Module, images: torch.Tensor, recipe: Autoencoder
         total = torch.zeros((), device=images.device)
         for step in range(steps):
             clean = images[order[step * recipe.batch_size:(step + 1) * recipe.batch_size]]
-            clean = train.as_float(clean)
+            clean = as_float(clean)
             noise = torch.randn(clean.shape, generator=generator).to(clean.device)
             output = model((clean + recipe.noise * noise).clamp(0, 1))
             loss = F.mse_loss(output, clean) + recipe.activity_l2 * output.pow(2).mean()
@@ -95,11 +96,9 @@ def _fit_autoencoder(model: nn.Module, images: torch.Tensor, recipe: Autoencoder
     return history
 
 
-def autoencoder(dataset: str, pooling: bool = True, *, seed: int = 0,
-                profile: Profile | None = None,
+def autoencoder(dataset: str, profile: Profile, *, pooling: bool = True, seed: int = 0,
                 device: torch.device | None = None) -> nn.Module:
     """MagNet's autoencoder for ``dataset`` (``mnist`` or ``cifar10``), trained or from cache."""
-    profile = profile or get_profile()
     device = device or get_device()
     if dataset not in AUTOENCODER_RECIPES[profile.name]:
         raise ValueError(f"MagNet autoencoders exist for {list(AUTOENCODER_RECIPES['quick'])}, "
@@ -115,7 +114,7 @@ def autoencoder(dataset: str, pooling: bool = True, *, seed: int = 0,
         return _fit_autoencoder(model, train_set.images.to(device), recipe, seed,
                                 desc=f"{dataset} {kind}")
 
-    return train.cached_model(key, lambda: magnet_autoencoder(channels, pooling), fit, device)
+    return cache.cached_model(key, lambda: magnet_autoencoder(channels, pooling), fit, device)
 
 
 class Reformer(nn.Module):
@@ -131,10 +130,42 @@ class Reformer(nn.Module):
         return self.classifier(self.autoencoder(x))
 
 
-def _in_batches(score: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                batch_size: int) -> torch.Tensor:
-    return torch.cat([score(channels_last(images[start:start + batch_size]))
-                      for start in range(0, len(images), batch_size)])
+class Pass:
+    """One batch through MagNet's networks, each network run on each input once.
+
+    ``p(model)`` is ``model(images)``, ``p(model, after=ae)`` is ``model(ae(images))``; both are
+    computed the first time they are asked for and reused after, so the detectors and the
+    reformer share the autoencoder's reconstruction and the classifier's two outputs: two
+    classifier passes and one autoencoder pass per image for CIFAR-10's MagNet, not five and
+    four. Keeps the graph, so attacks use it too.
+    """
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+        self._outputs: dict[tuple[int, int | None], torch.Tensor] = {}
+
+    def __call__(self, model: nn.Module, after: nn.Module | None = None) -> torch.Tensor:
+        key = (id(model), None if after is None else id(after))
+        if key not in self._outputs:
+            inputs = self.images if after is None else self(after)
+            with eval_mode(model):
+                self._outputs[key] = model(inputs)
+        return self._outputs[key]
+
+
+def _scores(score: Callable[[Pass], torch.Tensor], images: torch.Tensor,
+            model: nn.Module) -> torch.Tensor:
+    """``score`` of each image, without gradients, in memory-bounded chunks."""
+    with torch.no_grad():
+        return batching.in_chunks(lambda x: score(Pass(channels_last(x))),
+                                  batching.chunk_size(model, images.device), images)
+
+
+def reconstruction_error_of(p: Pass, autoencoder: nn.Module, norm: int = 2) -> torch.Tensor:
+    """Per-image mean |x - AE(x)|^norm of a :class:`Pass` (the autoencoder run in eval mode)."""
+    if norm not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {norm!r}")
+    return (p.images - p(autoencoder)).abs().pow(norm).flatten(1).mean(1)
 
 
 def reconstruction_error_differentiable(autoencoder: nn.Module, images: torch.Tensor,
@@ -143,20 +174,15 @@ def reconstruction_error_differentiable(autoencoder: nn.Module, images: torch.Te
 
     The autoencoder runs in eval mode (its own mode is restored after).
     """
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
-    with eval_mode(autoencoder):
-        return (images - autoencoder(images)).abs().pow(p).flatten(1).mean(1)
+    return reconstruction_error_of(Pass(images), autoencoder, p)
 
 
-@torch.no_grad()
-def reconstruction_error(autoencoder: nn.Module, images: torch.Tensor, p: int = 2,
-                         batch_size: int = 1000) -> torch.Tensor:
+def reconstruction_error(autoencoder: nn.Module, images: torch.Tensor,
+                         p: int = 2) -> torch.Tensor:
     """Per-image mean |x - AE(x)|^p (p = 1 or 2): MagNet's reconstruction detectors' score."""
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    return _in_batches(lambda x: reconstruction_error_differentiable(autoencoder, x, p),
-                       images, batch_size)
+    return _scores(lambda q: reconstruction_error_of(q, autoencoder, p), images, autoencoder)
 
 
 def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -170,22 +196,24 @@ def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (kl(p, m) + kl(q, m)) / 2
 
 
+def divergence_of(p: Pass, classifier: nn.Module, autoencoder: nn.Module,
+                  temperature: float) -> torch.Tensor:
+    """JSD between the classifier's softmax (at ``temperature``) on x and on AE(x) in a pass."""
+    return jensen_shannon(F.softmax(p(classifier) / temperature, dim=1),
+                          F.softmax(p(classifier, after=autoencoder) / temperature, dim=1))
+
+
 def divergence_score_differentiable(classifier: nn.Module, autoencoder: nn.Module,
                                     images: torch.Tensor, temperature: float) -> torch.Tensor:
     """:func:`divergence_score` keeping the graph (both models in eval mode), for attacks."""
-    with eval_mode(classifier), eval_mode(autoencoder):
-        p = F.softmax(classifier(images) / temperature, dim=1)
-        q = F.softmax(classifier(autoencoder(images)) / temperature, dim=1)
-        return jensen_shannon(p, q)
+    return divergence_of(Pass(images), classifier, autoencoder, temperature)
 
 
-@torch.no_grad()
 def divergence_score(classifier: nn.Module, autoencoder: nn.Module, images: torch.Tensor,
-                     temperature: float, batch_size: int = 1000) -> torch.Tensor:
+                     temperature: float) -> torch.Tensor:
     """JSD between the classifier's softmax (at ``temperature``) on x and on AE(x), per image."""
-    return _in_batches(
-        lambda x: divergence_score_differentiable(classifier, autoencoder, x, temperature),
-        images, batch_size)
+    return _scores(lambda q: divergence_of(q, classifier, autoencoder, temperature), images,
+                   classifier)
 
 
 def threshold_at(clean_scores: torch.Tensor, false_positive_rate: float) -> float:
@@ -207,6 +235,8 @@ class Detector:
     # the same score keeping the graph (no batching, no no_grad), for attacks that must evade
     # the detector (Chapter 6); None where the score is not differentiable
     differentiable_score: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # the same score of a shared Pass, so MagNet runs each network once per image
+    score_of: Callable[[Pass], torch.Tensor] | None = None
 
     def flags(self, images: torch.Tensor) -> torch.Tensor:
         return self.score(images) > self.threshold
@@ -222,7 +252,8 @@ def reconstruction_detector(autoencoder: nn.Module, p: int, validation: torch.Te
         return reconstruction_error_differentiable(autoencoder, x, p)
 
     return Detector(name or f"L{p} reconstruction", score,
-                    threshold_at(score(validation), false_positive_rate), differentiable)
+                    threshold_at(score(validation), false_positive_rate), differentiable,
+                    lambda q: reconstruction_error_of(q, autoencoder, p))
 
 
 def divergence_detector(classifier: nn.Module, autoencoder: nn.Module, temperature: float,
@@ -236,7 +267,8 @@ def divergence_detector(classifier: nn.Module, autoencoder: nn.Module, temperatu
         return divergence_score_differentiable(classifier, autoencoder, x, temperature)
 
     return Detector(name or f"JSD T={temperature:g}", score,
-                    threshold_at(score(validation), false_positive_rate), differentiable)
+                    threshold_at(score(validation), false_positive_rate), differentiable,
+                    lambda q: divergence_of(q, classifier, autoencoder, temperature))
 
 
 @torch.no_grad()
@@ -247,12 +279,22 @@ def magnet_predict(classifier: nn.Module, autoencoder: nn.Module | None,
 
     An image is rejected when any detector flags it; every image is still classified (after
     reforming with ``autoencoder``, if given) so both accuracy definitions can be computed.
+    Detectors and reformer share one :class:`Pass` per chunk of images, so each network runs
+    once per input (detectors built without ``score_of`` score on their own).
     """
-    rejected = torch.zeros(len(images), dtype=torch.bool, device=images.device)
-    for detector in detectors:
-        rejected |= detector.flags(images)
-    model = classifier if autoencoder is None else Reformer(autoencoder, classifier)
-    return train.predict(model, images).argmax(1), rejected
+    def decide(x: torch.Tensor) -> torch.Tensor:
+        p = Pass(channels_last(x))
+        rejected = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for detector in detectors:
+            score = (detector.score_of(p) if detector.score_of is not None
+                     else detector.score(x))
+            rejected |= score > detector.threshold
+        predicted = p(classifier, after=autoencoder).argmax(1)
+        return torch.stack([predicted, rejected.long()], dim=1)
+
+    size = batching.chunk_size(classifier, images.device)
+    decisions = batching.in_chunks(decide, size, images)
+    return decisions[:, 0], decisions[:, 1].bool()
 
 
 def defense_accuracies(predictions: torch.Tensor, rejected: torch.Tensor,
@@ -270,7 +312,7 @@ def defense_accuracies(predictions: torch.Tensor, rejected: torch.Tensor,
             "rejected": rejected.float().mean().item()}
 
 
-def magnet(dataset: str, classifier: nn.Module, *, profile: Profile | None = None,
+def magnet(dataset: str, classifier: nn.Module, profile: Profile, *,
            device: torch.device | None = None) -> tuple[nn.Module, list[Detector]]:
     """MagNet as Meng & Chen set it up for ``dataset``: ``(reformer autoencoder, detectors)``.
 
@@ -279,14 +321,13 @@ def magnet(dataset: str, classifier: nn.Module, *, profile: Profile | None = Non
     temperatures 10 and 40. Each threshold flags ``profile.detector_fpr`` of held-out clean
     training images that neither the classifier nor the autoencoders trained on.
     """
-    profile = profile or get_profile()
     device = device or get_device()
     fpr = profile.detector_fpr
     validation = data.held_out(dataset, profile.validation_size,
                                profile.recipe(dataset).train_size).float(device)
-    ae_2 = autoencoder(dataset, pooling=False, profile=profile, device=device)
+    ae_2 = autoencoder(dataset, profile, pooling=False, device=device)
     if dataset == "mnist":
-        ae_1 = autoencoder(dataset, pooling=True, profile=profile, device=device)
+        ae_1 = autoencoder(dataset, profile, pooling=True, device=device)
         return ae_1, [reconstruction_detector(ae_1, 2, validation, fpr, "AE I, L2"),
                       reconstruction_detector(ae_2, 1, validation, fpr, "AE II, L1")]
     return ae_2, [reconstruction_detector(ae_2, 1, validation, fpr, "AE II, L1"),

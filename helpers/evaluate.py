@@ -7,7 +7,6 @@ answers it for every (attack, defense) pair on the same images, so rows and colu
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,12 +16,13 @@ import torch
 from torch import nn
 
 from . import attacks, train
-from .train import Transform
+from .cache import cached_tensors, fingerprint
+from .train import ImageFunction
 
 
 def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    adversarial: Mapping[str, torch.Tensor],
-                   defenses: Mapping[str, Transform | None]) -> dict[str, dict[str, float]]:
+                   defenses: Mapping[str, ImageFunction | None]) -> dict[str, dict[str, float]]:
     """``table[attack][defense]``: accuracy of ``model`` on defended images.
 
     ``adversarial`` maps attack names to adversarial versions of ``images`` (the row
@@ -47,7 +47,8 @@ def standard_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     Returned as floats, as the attacks produce them; evaluate ``attacks.quantize`` of them to
     score what an attacker can actually submit. With ``cache`` the result is kept in the model
     cache, keyed by the model's weights, the images and labels, the settings and the attack
-    code, so Chapter 5 reuses the attacks Chapter 4 made on the same model and test images
+    code (:mod:`helpers.cache`'s rule), so Chapter 5 reuses the attacks Chapter 4 made on the
+    same model and test images
     (DeepFool on 1,000 images takes about 20 s on two CPU cores).
     """
     def attack() -> dict[str, torch.Tensor]:
@@ -58,10 +59,9 @@ def standard_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
 
     if not cache:
         return attack()
-    key = {"model": train.fingerprint(model), "images": train.fingerprint(images, labels),
-           "eps": list(eps), "overshoot": overshoot,
-           "code": train.fingerprint(inspect.getsource(attacks), inspect.getsource(attack))}
-    return train.cached_tensors("standard-attacks", key, attack, device=images.device)
+    key = {"model": fingerprint(model), "images": fingerprint(images, labels),
+           "eps": list(eps), "overshoot": overshoot}
+    return cached_tensors("standard-attacks", key, attack, device=images.device)
 
 
 # A defense as the scoreboard sees it: images -> (predicted labels, rejected or None)

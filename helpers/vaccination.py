@@ -17,48 +17,40 @@ Every comparison here is built so one factor changes at a time:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 
 import torch
 from torch import nn
 
-from . import jpeg, train
-from .profiles import Profile, get_profile
+from . import jpeg, train, zoo
+from .profiles import Profile
+from .transforms import jpeg_at
 
 CONTROL_SEED = 1  # the control: the original recipe with another seed
 LR_SCALE = 1 / 3  # further training starts from a trained model: a gentler peak rate
 
 
-def control(dataset: str, *, seed: int = CONTROL_SEED, profile: Profile | None = None,
+def control(dataset: str, profile: Profile, *, seed: int = CONTROL_SEED,
             device: torch.device | None = None, progress: bool = True) -> nn.Module:
     """The original model's recipe with another seed: the transfer-gap control."""
     if seed == 0:
         raise ValueError("seed 0 is the original model; a control needs another seed")
-    return train.classifier(dataset, seed=seed, profile=profile, device=device,
-                            progress=progress)
+    return zoo.classifier(dataset, profile, seed=seed, device=device, progress=progress)
 
 
-def jpeg_at(quality: int) -> train.Transform:
-    """The JPEG round trip at ``quality`` as a one-argument batch transform."""
-    return partial(jpeg.jpeg, quality=jpeg.check_quality(quality))
-
-
-def vaccinated(dataset: str, quality: int | None, *, seed: int = CONTROL_SEED,
-               profile: Profile | None = None, device: torch.device | None = None,
+def vaccinated(dataset: str, quality: int | None, profile: Profile, *,
+               seed: int = CONTROL_SEED, device: torch.device | None = None,
                progress: bool = True) -> nn.Module:
     """The control (trained with ``seed``) trained ``profile.vaccine_epochs`` more on images
     JPEG-compressed at ``quality``, batch by batch as drawn (``None``: uncompressed, the sham).
     """
-    profile = profile or get_profile()
-    base = control(dataset, seed=seed, profile=profile, device=device, progress=progress)
+    base = control(dataset, profile, seed=seed, device=device, progress=progress)
     if quality is None:
-        return train.finetuned(base, dataset, name="sham-vaccinated",
-                               epochs=profile.vaccine_epochs, lr_scale=LR_SCALE,
-                               profile=profile, device=device, progress=progress)
-    return train.finetuned(base, dataset, name="vaccinated", epochs=profile.vaccine_epochs,
-                           lr_scale=LR_SCALE, transform=jpeg_at(quality),
-                           transform_key=f"jpeg{quality}", profile=profile, device=device,
-                           progress=progress)
+        return zoo.finetuned(base, dataset, profile, name="sham-vaccinated",
+                             epochs=profile.vaccine_epochs, lr_scale=LR_SCALE, device=device,
+                             progress=progress)
+    return zoo.finetuned(base, dataset, profile, name="vaccinated",
+                         epochs=profile.vaccine_epochs, lr_scale=LR_SCALE,
+                         transform=jpeg_at(quality), device=device, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import adversarial_training, attacks, data, train
+from helpers import adversarial_training, attacks, data, train, zoo
 from helpers.profiles import TrainRecipe, get_profile
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -43,7 +43,7 @@ def _mlp() -> nn.Module:
 def test_fit_trains_on_the_perturbed_batches(small_set):
     images, labels = small_set
     model, eps = _mlp(), 0.1
-    perturb = adversarial_training.pgd_perturbation(eps, steps=2)
+    perturb = adversarial_training.PGDPerturbation(eps, steps=2)
     seen, made = [], []
 
     def recording(m, x, y):
@@ -84,14 +84,14 @@ def test_pgd_perturbation_checks_and_is_reproducible(small_set):
     images, labels = small_set
     x, y = images[:16], labels[:16]
     model = _mlp().eval()
-    first = adversarial_training.pgd_perturbation(0.1, 3, seed=5)(model, x, y)
-    again = adversarial_training.pgd_perturbation(0.1, 3, seed=5)(model, x, y)
-    other = adversarial_training.pgd_perturbation(0.1, 3, seed=6)(model, x, y)
+    first = adversarial_training.PGDPerturbation(0.1, 3, seed=5)(model, x, y)
+    again = adversarial_training.PGDPerturbation(0.1, 3, seed=5)(model, x, y)
+    other = adversarial_training.PGDPerturbation(0.1, 3, seed=6)(model, x, y)
     assert torch.equal(first, again) and not torch.equal(first, other)
     with pytest.raises(ValueError, match="eps must be >= 0"):
-        adversarial_training.pgd_perturbation(-0.1, 3)
+        adversarial_training.PGDPerturbation(-0.1, 3)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        adversarial_training.pgd_perturbation(0.1, 0)
+        adversarial_training.PGDPerturbation(0.1, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,10 +101,8 @@ def test_pgd_perturbation_checks_and_is_reproducible(small_set):
 def test_adversarial_classifier_fine_tunes_the_clean_model_with_the_profiles_pgd(
         data_dir, cache_dir, monkeypatch):
     cpu = torch.device("cpu")
-    clean = train.classifier("mnist", profile=TINY, device=cpu, progress=False)
-    assert len(_cache_files(cache_dir)) == 1
-    calls, fits = [], []
-    real_pgd, real_fit = attacks.pgd, train.fit
+    calls, fits, starts = [], [], []
+    real_pgd, real_fit = attacks.pgd, zoo.fit
 
     def recording_pgd(model, images, labels, **kwargs):
         adv = real_pgd(model, images, labels, **kwargs)
@@ -113,20 +111,23 @@ def test_adversarial_classifier_fine_tunes_the_clean_model_with_the_profiles_pgd
         return adv
 
     def recording_fit(model, images, labels, **kwargs):
-        # the fine-tune starts from the clean weights
-        for a, b in zip(model.state_dict().values(), clean.state_dict().values(), strict=True):
-            assert torch.equal(a, b)
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
         fits.append(kwargs)
         return real_fit(model, images, labels, **kwargs)
 
+    # patched first: the code that trains is part of every cache key, the clean model's too
     monkeypatch.setattr(attacks, "pgd", recording_pgd)
-    monkeypatch.setattr(train, "fit", recording_fit)
+    monkeypatch.setattr(zoo, "fit", recording_fit)
+    clean = zoo.classifier("mnist", profile=TINY, device=cpu, progress=False)
+    assert len(_cache_files(cache_dir)) == 1 and len(fits) == 1 and calls == []
     model = adversarial_training.adversarial_classifier("mnist", profile=TINY, device=cpu,
                                                         progress=False)
     recipe = TINY.recipe("mnist")
-    assert len(fits) == 1 and fits[0]["epochs"] == TINY.adversarial_epochs
-    assert fits[0]["batch_size"] == recipe.batch_size
-    assert fits[0]["lr"] == recipe.lr
+    assert len(fits) == 2 and fits[1]["epochs"] == TINY.adversarial_epochs
+    assert fits[1]["batch_size"] == recipe.batch_size
+    assert fits[1]["lr"] == recipe.lr
+    for name, weights in clean.state_dict().items():  # the fine-tune starts from the clean model
+        assert torch.equal(starts[1][name], weights)
     assert len(calls) == 3  # 300 images in batches of 100, one epoch
     for call in calls:  # the profile's attack, inside its eps ball
         assert call["eps"] == TINY.adversarial_eps and call["steps"] == TINY.adversarial_steps
@@ -141,15 +142,15 @@ def test_adversarial_classifier_fine_tunes_the_clean_model_with_the_profiles_pgd
     # from the cache: no training, the same weights
     again = adversarial_training.adversarial_classifier("mnist", profile=TINY, device=cpu,
                                                         progress=False)
-    assert len(fits) == 1 and len(calls) == 3
+    assert len(fits) == 2 and len(calls) == 3
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     # other adversarial settings: a new entry, trained anew from the same clean model
     for change in ({"adversarial_eps": 0.2}, {"adversarial_steps": 1}):
         adversarial_training.adversarial_classifier(
             "mnist", profile=dataclasses.replace(TINY, **change), device=cpu, progress=False)
-    assert len(fits) == 3 and len(_cache_files(cache_dir)) == 4
-    assert fits[1]["perturb"] is not fits[0]["perturb"]
+    assert len(fits) == 4 and len(_cache_files(cache_dir)) == 4
+    assert fits[2]["perturb"] is not fits[1]["perturb"]
 
 
 def test_adversarial_fine_tuning_makes_a_model_more_robust(mnist_mlp):
@@ -166,7 +167,7 @@ def test_adversarial_fine_tuning_makes_a_model_more_robust(mnist_mlp):
 
     clean_before, robust_before = accuracies(model)
     train.fit(model, x_train, y_train, epochs=2, batch_size=64, lr=1e-3, progress=False,
-              perturb=adversarial_training.pgd_perturbation(0.1, steps=2))
+              perturb=adversarial_training.PGDPerturbation(0.1, steps=2))
     clean_after, robust_after = accuracies(model)
     assert robust_after > robust_before + 0.2, (robust_before, robust_after)
     assert clean_after > clean_before - 0.05, (clean_before, clean_after)

@@ -52,9 +52,9 @@ def standard_layout(images: Tensor) -> Tensor:
 
 @pytest.fixture(scope="module")
 def trained(single_thread, data_dir) -> Trained:
-    """The course's MNIST CNN trained for 2 epochs on 3000 images (~4 s), 200 test images."""
+    """The course's MNIST CNN trained for 2 epochs on 5000 images (~6 s), 200 test images."""
     torch.manual_seed(0)
-    x_train, y_train = data.load("mnist", "train", n=3000).to("cpu")
+    x_train, y_train = data.load("mnist", "train", n=5000).to("cpu")
     x_test, y_test = data.load("mnist", "test", n=200).to("cpu")
     model = models.mnist_classifier()
     train.fit(model, x_train, y_train, epochs=2, batch_size=64, lr=3e-3, progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import attacks, defenses, models, profiles, train
+from helpers import attacks, defenses, models, profiles, train, zoo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -89,7 +89,7 @@ def quick_models(data_dir, tmp_path_factory) -> tuple[nn.Module, nn.Module]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LESSON_CACHE_DIR", str(cache))
         quick, cpu = profiles.get_profile("quick"), torch.device("cpu")
-        classifier = train.classifier("mnist", profile=quick, device=cpu, progress=False)
+        classifier = zoo.classifier("mnist", profile=quick, device=cpu, progress=False)
         ae = defenses.autoencoder("mnist", pooling=True, profile=quick, device=cpu)
     return classifier, ae
 
@@ -160,7 +160,7 @@ def test_denoising_training_adds_the_recipes_noise(noise):
 
 def test_unknown_dataset_is_an_error():
     with pytest.raises(ValueError, match="gtsrb"):
-        defenses.autoencoder("gtsrb")
+        defenses.autoencoder("gtsrb", profiles.get_profile("quick"))
 
 
 # ---------------------------------------------------------------------------------------------

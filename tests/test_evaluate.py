@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import attacks, evaluate
+from helpers import attacks, cache, evaluate, zoo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -81,39 +81,42 @@ def test_standard_attacks_are_cached_on_the_model_images_settings_and_code(cache
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
     images, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
     first = evaluate.standard_attacks(model, images, labels)
-    calls = []
-    real_deepfool = attacks.deepfool
-    monkeypatch.setattr(attacks, "deepfool", lambda *a, **k: calls.append(1) or
-                        real_deepfool(*a, **k))
+    writes = []
+    real_save = cache.save_atomic
+    monkeypatch.setattr(cache, "save_atomic", lambda *a: writes.append(1) or real_save(*a))
 
     again = evaluate.standard_attacks(model, images.clone(), labels.clone())
-    assert calls == []                                       # loaded, not recomputed
+    assert writes == []                                      # loaded, not recomputed
     assert all(torch.equal(first[k], again[k]) for k in first)
     evaluate.standard_attacks(model, images, labels, overshoot=0.05)
-    assert len(calls) == 1                                   # other settings
+    assert len(writes) == 1                                  # other settings
     other_images = images.clone()
     other_images[0, 0, 0, 0] = 1 - other_images[0, 0, 0, 0]
     evaluate.standard_attacks(model, other_images, labels)
-    assert len(calls) == 2                                   # other images
+    assert len(writes) == 2                                  # other images
+    real_deepfool = attacks.deepfool
+    monkeypatch.setattr(attacks, "deepfool", lambda *a, **k: real_deepfool(*a, **k))
+    evaluate.standard_attacks(model, images, labels)
+    assert len(writes) == 3                                  # other attack code
+    monkeypatch.setattr(attacks, "deepfool", real_deepfool)
     with torch.no_grad():
         model[1].weight[0, 0] += 0.1
     changed = evaluate.standard_attacks(model, images, labels)
-    assert len(calls) == 3                                   # the model changed since
+    assert len(writes) == 4                                  # the model changed since
     assert not torch.equal(changed["FGSM 8/255"], first["FGSM 8/255"])
     evaluate.standard_attacks(model, images, labels, cache=False)
-    assert len(calls) == 4
-    files = len(list((cache_dir / "tensors").iterdir()))
-    assert files == 4                                        # cache=False wrote nothing
+    assert len(writes) == 4                                  # cache=False wrote nothing
+    assert len(list((cache_dir / "tensors").iterdir())) == 5
 
 
 @pytest.fixture(scope="module")
 def quick_gtsrb(data_dir, tmp_path_factory):
     """The quick profile's GTSRB classifier, trained here (about 50 s on 2 cores)."""
-    from helpers import profiles, train
+    from helpers import profiles
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LESSON_CACHE_DIR", str(tmp_path_factory.mktemp("quick-gtsrb")))
-        return train.classifier("gtsrb", profile=profiles.get_profile("quick"),
+        return zoo.classifier("gtsrb", profile=profiles.get_profile("quick"),
                                 device=torch.device("cpu"), progress=False)
 
 

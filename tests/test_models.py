@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import models, profiles, train
+from helpers import models, profiles, zoo
 from helpers.models import CIFAR10_MEAN, CIFAR10_STD, Normalize
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -83,10 +83,10 @@ def test_output_shapes(make, shape, classes, batch):
 
 def test_make_classifier_follows_the_profile():
     quick, full = profiles.get_profile("quick"), profiles.get_profile("full")
-    assert models.parameter_count(train.make_classifier("mnist", full)) == 312_202
-    assert (models.parameter_count(train.make_classifier("cifar10", quick))
+    assert models.parameter_count(zoo.make_classifier("mnist", full)) == 312_202
+    assert (models.parameter_count(zoo.make_classifier("cifar10", quick))
             == airbench_params(quick.recipe("cifar10").widths))
-    gtsrb = train.make_classifier("gtsrb", full)
+    gtsrb = zoo.make_classifier("gtsrb", full)
     assert gtsrb(torch.rand(2, 3, 32, 32)).shape == (2, 43)
     assert models.parameter_count(gtsrb) == airbench_params((64, 256, 256), 43)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import shifts
+from helpers import transforms
 from helpers.jpeg import jpeg
 from helpers.shifts import SHIFTS, apply_shift, random_shift
 
@@ -67,19 +67,19 @@ def test_seed_only_matters_for_noise(images):
 
 
 def test_rotation_by_zero_is_identity(images):
-    assert torch.allclose(shifts.rotate(images, 0), images, atol=1e-6)
+    assert torch.allclose(transforms.rotate(images, 0), images, atol=1e-6)
 
 
 def test_rotation_turns_the_picture(images):
     """A quarter turn with the shift's own function moves pixels where a quarter turn should."""
     square = images[:, :, :28, :28]
-    turned = shifts.rotate(square, 90)
+    turned = transforms.rotate(square, 90)
     expected = torch.rot90(square, 1, dims=(2, 3))  # counter-clockwise, like TF.rotate
     assert (turned - expected).abs().mean() < 0.02
 
 
 def test_contrast_keeps_each_images_mean_and_scales_spread(images):
-    factor = SHIFTS["contrast"][1][1]
+    factor = SHIFTS["contrast"].settings[1]
     out = apply_shift(images, "contrast", 2)
     assert torch.allclose(out.mean(dim=(1, 2, 3)), images.mean(dim=(1, 2, 3)), atol=1e-5)
     spread = out.std(dim=(1, 2, 3)) / images.std(dim=(1, 2, 3))
@@ -88,7 +88,7 @@ def test_contrast_keeps_each_images_mean_and_scales_spread(images):
 
 def test_brightness_only_brightens(images):
     out = apply_shift(images, "brightness", 1)
-    delta = SHIFTS["brightness"][1][0]
+    delta = SHIFTS["brightness"].settings[0]
     assert (out >= images).all()
     assert torch.allclose(out, (images + delta).clamp(0, 1))
 
@@ -105,7 +105,7 @@ def test_blur_smooths_more_with_severity(images):
 
 
 def test_jpeg_shift_is_jpeg_at_the_listed_quality(images):
-    for severity, quality in zip(SEVERITIES, SHIFTS["jpeg"][1], strict=True):
+    for severity, quality in zip(SEVERITIES, SHIFTS["jpeg"].settings, strict=True):
         assert torch.equal(apply_shift(images, "jpeg", severity), jpeg(images, quality))
 
 

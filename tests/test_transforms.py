@@ -7,10 +7,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import transforms
-from helpers.jpeg import to_uint8
-from helpers.transforms import TRANSFORMS, bit_depth, gaussian_blur, median_filter
+from helpers.images import to_uint8
+from helpers.transforms import bit_depth, gaussian_blur, median_filter, of_kind
+
+TRANSFORMS = of_kind("defense")
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -248,3 +251,75 @@ def test_images_too_small_for_the_window_raise():
     with pytest.raises(ValueError, match="larger than 5 x 5; got 5 x 5"):
         gaussian_blur(rand(1, 1, 5, 5), 1.5)
     assert median_filter(rand(1, 1, 3, 3), 5).shape == (1, 1, 3, 3)  # just large enough
+
+# ---------------------------------------------------------------------------------------------
+# random_crop_flip
+# ---------------------------------------------------------------------------------------------
+
+
+def _images(n: int = 64, c: int = 3, h: int = 12, w: int = 10, seed: int = 0) -> torch.Tensor:
+    """Random images: no image equals its own mirror image or a shifted copy of itself."""
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2, 4])
+@pytest.mark.parametrize("flip", [False, True])
+def test_random_crop_flip_keeps_shape_and_dtype(pad, flip):
+    x = _images()
+    out = transforms.random_crop_flip(x, _gen(), pad=pad, flip=flip)
+    assert out.shape == x.shape and out.dtype == x.dtype and out.is_contiguous()
+    assert float(out.min()) >= float(x.min()) and float(out.max()) <= float(x.max())
+
+
+def test_random_crop_flip_without_pad_or_flip_is_identity():
+    x = _images()
+    out = transforms.random_crop_flip(x, _gen(), pad=0, flip=False)
+    assert torch.equal(out, x)
+    assert torch.equal(out.flatten().sort().values, x.flatten().sort().values)  # pixel multiset
+
+
+def test_pure_flip_mirrors_about_half_the_images():
+    x = _images(n=200)
+    out = transforms.random_crop_flip(x, _gen(3), pad=0, flip=True)
+    mirrored = torch.flip(x, dims=[-1])
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == mirrored).flatten(1).all(1)
+    assert (same ^ flipped).all()  # every image is either untouched or exactly mirrored
+    assert torch.equal(out[flipped], mirrored[flipped])
+    assert 0.35 < flipped.float().mean() < 0.65
+    # each image keeps its own pixels
+    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    # the generator decides: same seed, same choice; another seed, another choice
+    again = transforms.random_crop_flip(x, _gen(3), pad=0, flip=True)
+    assert torch.equal(again, out)
+    other = transforms.random_crop_flip(x, _gen(4), pad=0, flip=True)
+    assert not torch.equal(other, out)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_crops_are_windows_of_the_reflect_padded_image(flip):
+    pad, (h, w) = 2, (12, 10)
+    x = _images(n=60, h=h, w=w)
+    out = transforms.random_crop_flip(x, _gen(1), pad=pad, flip=flip)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    offsets, n_flipped = set(), 0
+    for i in range(len(x)):
+        found = []
+        for dy in range(2 * pad + 1):
+            for dx in range(2 * pad + 1):
+                window = padded[i, :, dy:dy + h, dx:dx + w]
+                if torch.equal(out[i], window):
+                    found.append((dy, dx, False))
+                if flip and torch.equal(out[i], window.flip(-1)):
+                    found.append((dy, dx, True))
+        assert len(found) == 1, f"image {i}: not exactly one shifted window ({found})"
+        offsets.add(found[0][:2])
+        n_flipped += found[0][2]
+    assert len(offsets) > 10  # images get different shifts (25 are possible)
+    assert {dy for dy, _ in offsets} == set(range(2 * pad + 1))
+    if flip:
+        assert 10 < n_flipped < 50

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from test_train import TINY
+from test_zoo import TINY
 
-from helpers import jpeg, train, vaccination
+from helpers import cache, jpeg, transforms, vaccination, zoo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CPU = torch.device("cpu")
@@ -27,8 +27,8 @@ def test_vaccinated_training_feeds_the_model_compressed_images(data_dir, cache_d
         compressed.append((quality, out))
         return out
 
-    monkeypatch.setattr(jpeg, "jpeg", recording_jpeg)
-    real_make = train.make_classifier
+    monkeypatch.setattr(transforms, "jpeg", recording_jpeg)  # what jpeg_at calls
+    real_make = zoo.make_classifier
 
     def make_recording(dataset, profile):
         model = real_make(dataset, profile)
@@ -37,7 +37,7 @@ def test_vaccinated_training_feeds_the_model_compressed_images(data_dir, cache_d
             else None)
         return model
 
-    monkeypatch.setattr(train, "make_classifier", make_recording)
+    monkeypatch.setattr(zoo, "make_classifier", make_recording)
     vaccination.control("mnist", profile=TINY, device=CPU, progress=False)
     seen.clear()  # the control's own (clean) training
     model = vaccination.vaccinated("mnist", 30, profile=TINY, device=CPU, progress=False)
@@ -51,7 +51,7 @@ def test_vaccinated_training_feeds_the_model_compressed_images(data_dir, cache_d
 
 
 def test_control_differs_from_the_original_only_in_its_seed(data_dir, cache_dir):
-    original = train.classifier("mnist", profile=TINY, device=CPU, progress=False)
+    original = zoo.classifier("mnist", profile=TINY, device=CPU, progress=False)
     control = vaccination.control("mnist", profile=TINY, device=CPU, progress=False)
     a, b = _key(original), _key(control)
     assert {k for k in a if a[k] != b[k]} == {"seed"}
@@ -65,7 +65,7 @@ def test_sham_differs_from_the_vaccinated_model_only_in_compression(data_dir, ca
     a, b = _key(vaccinated), _key(sham)
     assert {k for k in a if a[k] != b[k]} == {"model", "transform"}
     assert b["transform"] == "none" and a["epochs"] == b["epochs"] == TINY.vaccine_epochs
-    assert a["base"] == vaccination.control("mnist", profile=TINY, device=CPU).train_info["key"]
+    assert a["base"] == cache.fingerprint(vaccination.control("mnist", profile=TINY, device=CPU))
     other = vaccination.vaccinated("mnist", 10, profile=TINY, device=CPU, progress=False)
     assert _key(other)["transform"] == "jpeg10"
     assert len(list(cache_dir.glob("*.pt"))) == 4  # control, two vaccinated, sham
@@ -75,17 +75,12 @@ def test_sham_differs_from_the_vaccinated_model_only_in_compression(data_dir, ca
         assert torch.equal(x, y)
 
 
-def test_finetuned_needs_a_key_for_its_transform():
-    with pytest.raises(ValueError, match="transform_key"):
-        train.finetuned(torch.nn.Linear(1, 1), "mnist", name="x", epochs=1,
-                        transform=lambda x: x, profile=TINY)
-
-
 def test_jpeg_at_checks_the_quality_at_once():
     with pytest.raises(ValueError, match="quality"):
-        vaccination.jpeg_at(0)
+        transforms.jpeg_at(0)
     x = torch.rand(2, 3, 16, 16)
-    assert torch.equal(vaccination.jpeg_at(40)(x), jpeg.jpeg(x, 40))
+    assert torch.equal(transforms.jpeg_at(40)(x), jpeg.jpeg(x, 40))
+    assert transforms.jpeg_at(40).key == "jpeg40"
 
 
 def _logits(*rows: list[float]) -> torch.Tensor:

@@ -12,7 +12,7 @@ seed; each seed's model is attacked with its own gradients.
 from __future__ import annotations
 
 import helpers
-from helpers import attacks, evaluate, jpeg, results, train
+from helpers import attacks, evaluate, images, jpeg, results, zoo
 
 CHAPTER = "04_jpeg_defense_seeds"
 SEEDS = (0, 1, 2)
@@ -23,9 +23,9 @@ def main() -> None:
     profile, device = helpers.start("Chapter 4 seed-to-seed noise")
     for name in ("cifar10", "gtsrb"):
         x, y = helpers.data.load(name, "test", n=profile.test_size).to(device)
-        x = train.as_float(x)
+        x = images.as_float(x)
         for seed in SEEDS:
-            model = train.classifier(name, seed=seed)
+            model = zoo.classifier(name, profile, seed=seed)
             adversarial = evaluate.standard_attacks(model, x, y)
             table = evaluate.accuracy_table(model, x, y, adversarial, DEFENSES)
             for attack, row in table.items():

@@ -13,7 +13,7 @@ models, each behind JPEG at every quality of the profile. Records
 from __future__ import annotations
 
 import helpers
-from helpers import attacks, evaluate, results, train, vaccination
+from helpers import attacks, evaluate, results, transforms, vaccination, zoo
 
 CHAPTER = "05_vaccination_seeds"
 SEEDS = (1, 2)
@@ -23,15 +23,15 @@ def main() -> None:
     profile, device = helpers.start("Chapter 5 seed-to-seed noise")
     for name in ("cifar10", "gtsrb"):
         x, y = helpers.data.load(name, "test", n=profile.test_size).to(device)
-        original = train.classifier(name)
+        original = zoo.classifier(name, profile)
         adversarial = {attack: attacks.quantize(adv) for attack, adv
                        in evaluate.standard_attacks(original, x, y).items()}
         for seed in SEEDS:
-            candidates = {"control": vaccination.control(name, seed=seed),
-                          "sham": vaccination.vaccinated(name, None, seed=seed)}
+            candidates = {"control": vaccination.control(name, profile, seed=seed),
+                          "sham": vaccination.vaccinated(name, None, profile, seed=seed)}
             for quality in profile.vaccine_qualities:
-                defense = {f"JPEG {quality}": vaccination.jpeg_at(quality)}
-                models = {**candidates, "vaccinated": vaccination.vaccinated(name, quality,
+                defense = {f"JPEG {quality}": transforms.jpeg_at(quality)}
+                models = {**candidates, "vaccinated": vaccination.vaccinated(name, quality, profile,
                                                                              seed=seed)}
                 for kind, model in models.items():
                     table = evaluate.accuracy_table(model, x, y, adversarial, defense)

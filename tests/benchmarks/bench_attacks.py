@@ -26,7 +26,6 @@ import io
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 if __package__ in (None, ""):  # run as a script: make `tests` and `helpers` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -36,7 +35,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from helpers import attacks, data, jpeg, models, train  # noqa: E402
+from helpers import attacks, cache, data, jpeg, models, train, zoo  # noqa: E402
 from helpers.device import get_device  # noqa: E402
 from tests.benchmarks.common import (  # noqa: E402
     add_common_options,
@@ -49,25 +48,16 @@ from tests.benchmarks.common import (  # noqa: E402
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 10
 
 
-class _NotCached(Exception):
-    """Raised instead of training: the benchmark only uses a model that is already cached."""
-
-
-def _refuse_training(*args, **kwargs):
-    raise _NotCached
-
-
 def load_model(device: torch.device) -> tuple[nn.Module, str]:
     """The cached CIFAR-10 classifier if there is one, else an untrained one; and which."""
     try:
-        with mock.patch.object(train, "fit", _refuse_training):
-            model = train.classifier("cifar10", device=device, progress=False)
-        return model.eval(), f"trained classifier('cifar10') from the cache {train.cache_dir()}"
-    except _NotCached:
+        model = zoo.classifier("cifar10", device=device, progress=False, cached_only=True)
+        return model.eval(), f"trained classifier('cifar10') from the cache {cache.cache_dir()}"
+    except FileNotFoundError:
         torch.manual_seed(0)
         model = models.cifar_classifier().to(device).eval()
         return model, ("UNTRAINED cifar_classifier(): no cached classifier('cifar10') in "
-                       f"{train.cache_dir()} (speed does not depend on the weights)")
+                       f"{cache.cache_dir()} (speed does not depend on the weights)")
 
 
 def pillow_jpeg_loop(images: Tensor, quality: int) -> Tensor:

@@ -6,7 +6,7 @@ Run from the repository root (about three minutes on 2 CPU cores)::
     python -m tests.benchmarks.bench_training
     python -m tests.benchmarks.bench_training --train-n 10000 --workers 2 --repeats 3
 
-Both train a fresh ``helpers.train.make_classifier("cifar10", profile)`` for one epoch over the
+Both train a fresh ``helpers.zoo.make_classifier("cifar10", profile)`` for one epoch over the
 same CIFAR-10 training images (``--train-n``, default the quick profile's 10,000) with the
 profile's batch size, AdamW (learning rate, weight decay 5e-4, label smoothing as the profile's
 recipe) and a one-cycle learning-rate schedule, and the same augmentation: a random shift of
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from helpers import data, train
+from helpers import data, train, zoo
 from helpers.device import get_device
 from helpers.profiles import get_profile
 from tests.benchmarks.common import (
@@ -70,7 +70,7 @@ class PilImages(Dataset):
 
 
 def pil_transform() -> nn.Module:
-    """The same augmentation as ``helpers.train.random_crop_flip``, per image with PIL."""
+    """The same augmentation as ``helpers.transforms.random_crop_flip``, per image with PIL."""
     from torchvision import transforms as T
 
     return T.Compose([T.RandomCrop(32, padding=2, padding_mode="reflect"),
@@ -133,12 +133,12 @@ def run(args: argparse.Namespace, device: torch.device) -> float:
 
     def fresh_model() -> nn.Module:
         torch.manual_seed(0)
-        return train.make_classifier(DATASET, profile).to(device)
+        return zoo.make_classifier(DATASET, profile).to(device)
 
     def tensors(n_images: int = len(images)) -> float:
         history = train.fit(fresh_model(), images[:n_images], labels[:n_images], epochs=1,
                             batch_size=batch_size, lr=recipe.lr,
-                            augment=train.augmentation_for(DATASET),
+                            augment=zoo.augmentation_for(DATASET),
                             label_smoothing=recipe.label_smoothing, progress=False)
         return history[-1]["loss"]
 
