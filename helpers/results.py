@@ -1,6 +1,6 @@
 """Headline numbers a chapter records, and numbers its prose quotes.
 
-``record("01_distribution_shift", "cifar10_clean_accuracy", 0.77)`` writes
+``record("01_distribution_shift", "cifar10_clean_accuracy", 0.77, profile)`` writes
 ``lessondata/results/<profile>/01_distribution_shift.json`` (committed with the notebook) and
 glues the value under the same name, so the chapter's Markdown quotes it as
 ``{glue:text}`cifar10_clean_accuracy:.1%``` instead of typing a number that could drift.
@@ -19,7 +19,7 @@ from pathlib import Path
 from .data import LESSONDATA
 from .device import get_device
 from .files import atomic_path
-from .profiles import get_profile
+from .profiles import Profile
 
 RESULTS_ENV = "LESSON_RESULTS_DIR"
 
@@ -28,11 +28,15 @@ def results_dir() -> Path:
     return Path(os.environ.get(RESULTS_ENV, LESSONDATA / "results")).expanduser()
 
 
-def results_path(chapter: str, profile: str | None = None) -> Path:
-    return results_dir() / (profile or get_profile().name) / f"{chapter}.json"
+def _profile_name(profile: Profile | str) -> str:
+    return profile if isinstance(profile, str) else profile.name
 
 
-def load_results(chapter: str, profile: str | None = None) -> dict[str, dict]:
+def results_path(chapter: str, profile: Profile | str) -> Path:
+    return results_dir() / _profile_name(profile) / f"{chapter}.json"
+
+
+def load_results(chapter: str, profile: Profile | str) -> dict[str, dict]:
     """All recorded numbers of ``chapter`` for ``profile`` ({} if none yet)."""
     path = results_path(chapter, profile)
     return json.loads(path.read_text()) if path.exists() else {}
@@ -45,14 +49,16 @@ def _checked_number(name: str, value: float) -> float:
     return float(value)
 
 
-def record(chapter: str, name: str, value: float, note: str = "") -> None:
-    """Store one headline number with the profile and device that produced it, and glue it.
+def record(chapter: str, name: str, value: float, profile: Profile | str,
+           note: str = "") -> None:
+    """Store one headline number with the profile (the chapter's, from ``helpers.start``) and
+    the device that produced it, and glue it.
 
     Deterministic: the same numbers give the same file, byte for byte (keys sorted, values
     rounded to 6 decimals, no date). Do not record timings; they change with every run.
     """
     value = round(_checked_number(name, value), 6)
-    profile = get_profile().name
+    profile = _profile_name(profile)
     entries = load_results(chapter, profile)
     entries[name] = {"value": value, "profile": profile, "device": get_device().type,
                      **({"note": note} if note else {})}

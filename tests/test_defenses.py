@@ -395,3 +395,30 @@ def test_scores_and_predictions_leave_every_submodule_mode_as_found():
     classifier.eval()
     train.predict(wrapper, x)
     assert wrapper.training and not classifier.training and not classifier[1].training
+
+
+def test_magnet_runs_each_network_once_per_image_and_decides_as_before():
+    """CIFAR-10's MagNet: an L1 reconstruction detector and two divergence detectors around
+    the reformer. One shared pass runs the autoencoder once and the classifier twice per image
+    (not 4 and 5 times), and decides exactly as each detector and the reformer alone do."""
+    torch.manual_seed(0)
+    classifier = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(4 * 8 * 8, 10)).eval()
+    ae = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Sigmoid()).eval()
+    x = torch.rand(40, 3, 8, 8)
+    detectors = [defenses.reconstruction_detector(ae, 1, x, 0.2),
+                 *[defenses.divergence_detector(classifier, ae, t, x, 0.2) for t in (10, 40)]]
+    runs = {"classifier": 0, "autoencoder": 0}
+    hooks = [classifier.register_forward_hook(
+                 lambda *_: runs.__setitem__("classifier", runs["classifier"] + 1)),
+             ae.register_forward_hook(
+                 lambda *_: runs.__setitem__("autoencoder", runs["autoencoder"] + 1))]
+    predicted, rejected = defenses.magnet_predict(classifier, ae, detectors, x)
+    for hook in hooks:
+        hook.remove()
+    assert runs == {"classifier": 2, "autoencoder": 1}  # one chunk of 40 images
+    flagged = torch.zeros(len(x), dtype=torch.bool)
+    for detector in detectors:
+        flagged |= detector.flags(x)
+    assert torch.equal(rejected, flagged) and 0 < rejected.sum() < len(x)
+    assert torch.equal(predicted, train.predict(defenses.Reformer(ae, classifier), x).argmax(1))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from helpers import plots, results
+from helpers.profiles import get_profile
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -32,18 +33,18 @@ def quick_cpu(monkeypatch):
 
 
 def test_record_writes_json_under_results_dir(results_dir, quick_cpu):
-    results.record("01_test", "clean_accuracy", 0.8125)
+    results.record("01_test", "clean_accuracy", 0.8125, "quick")
     path = results_dir / "quick" / "01_test.json"
-    assert path.is_file() and results.results_path("01_test") == path
+    assert path.is_file() and results.results_path("01_test", "quick") == path
     entry = json.loads(path.read_text())["clean_accuracy"]
     assert entry == {"value": 0.8125, "profile": "quick", "device": "cpu"}
     assert [p.name for p in path.parent.iterdir()] == ["01_test.json"]  # no temp file left
 
 
 def test_second_record_keeps_the_first(results_dir, quick_cpu):
-    results.record("01_test", "b_second", 2, note="an int is a number too")
-    results.record("01_test", "a_first", 0.5)
-    stored = results.load_results("01_test")
+    results.record("01_test", "b_second", 2, "quick", note="an int is a number too")
+    results.record("01_test", "a_first", 0.5, "quick")
+    stored = results.load_results("01_test", "quick")
     assert set(stored) == {"a_first", "b_second"}
     assert stored["b_second"]["value"] == 2.0
     assert stored["b_second"]["note"] == "an int is a number too"
@@ -52,54 +53,55 @@ def test_second_record_keeps_the_first(results_dir, quick_cpu):
     text = (results_dir / "quick" / "01_test.json").read_text()
     assert text.index("a_first") < text.index("b_second") and text.endswith("\n")
     # recording a name again replaces its value only
-    results.record("01_test", "a_first", 0.75)
-    stored = results.load_results("01_test")
+    results.record("01_test", "a_first", 0.75, "quick")
+    stored = results.load_results("01_test", "quick")
     assert stored["a_first"]["value"] == 0.75 and stored["b_second"]["value"] == 2.0
 
 
 def test_values_are_rounded_to_six_digits(results_dir, quick_cpu):
-    results.record("01_test", "x", 1 / 3)
-    assert results.load_results("01_test")["x"]["value"] == 0.333333
+    results.record("01_test", "x", 1 / 3, "quick")
+    assert results.load_results("01_test", "quick")["x"]["value"] == 0.333333
 
 
 def test_profiles_and_chapters_are_kept_apart(results_dir, quick_cpu, monkeypatch):
-    results.record("01_test", "x", 0.1)
-    results.record("02_test", "x", 0.2)
-    monkeypatch.setenv("LESSON_PROFILE", "full")
-    results.record("01_test", "x", 0.3)
+    """The profile is the one passed (the chapter's), whatever the environment says."""
+    results.record("01_test", "x", 0.1, "quick")
+    results.record("02_test", "x", 0.2, "quick")
+    monkeypatch.setenv("LESSON_PROFILE", "quick")
+    results.record("01_test", "x", 0.3, get_profile("full"))
     assert (results_dir / "full" / "01_test.json").is_file()
-    assert results.load_results("01_test")["x"]["value"] == 0.3
+    assert results.load_results("01_test", "full")["x"]["value"] == 0.3
     assert results.load_results("01_test", "quick")["x"]["value"] == 0.1
     assert results.load_results("02_test", "quick")["x"]["value"] == 0.2
-    assert results.load_results("03_none") == {}
+    assert results.load_results("03_none", "quick") == {}
 
 
 @pytest.mark.parametrize("value", ["0.5", None, [0.5], torch.tensor([0.5, 0.6])])
 def test_non_numbers_raise_type_error(results_dir, quick_cpu, value):
     with pytest.raises(TypeError, match="must be a number"):
-        results.record("01_test", "x", value)
+        results.record("01_test", "x", value, "quick")
     assert not (results_dir / "quick" / "01_test.json").exists()
 
 
 @pytest.mark.parametrize("value", [np.float32(0.5), np.int64(3)])
 def test_numpy_numbers_are_recorded(results_dir, quick_cpu, value):
-    results.record("01_test", "x", value)
-    assert results.load_results("01_test")["x"]["value"] == pytest.approx(float(value))
+    results.record("01_test", "x", value, "quick")
+    assert results.load_results("01_test", "quick")["x"]["value"] == pytest.approx(float(value))
 
 
 def test_the_writer_is_deterministic(results_dir, quick_cpu):
     """The same numbers give the same bytes, whatever the order or the day they were recorded,
     and an unchanged file is not rewritten (a re-run leaves ``git status`` clean)."""
-    results.record("01_test", "b", 0.25)
-    results.record("01_test", "a", 1 / 3, note="n")
+    results.record("01_test", "b", 0.25, "quick")
+    results.record("01_test", "a", 1 / 3, "quick", note="n")
     path = results_dir / "quick" / "01_test.json"
     first, stamp = path.read_bytes(), path.stat().st_mtime_ns
-    results.record("01_test", "a", 1 / 3, note="n")
-    results.record("01_test", "b", 0.25)
+    results.record("01_test", "a", 1 / 3, "quick", note="n")
+    results.record("01_test", "b", 0.25, "quick")
     assert path.read_bytes() == first and path.stat().st_mtime_ns == stamp
     path.unlink()
-    results.record("01_test", "a", 1 / 3, note="n")
-    results.record("01_test", "b", 0.25)
+    results.record("01_test", "a", 1 / 3, "quick", note="n")
+    results.record("01_test", "b", 0.25, "quick")
     assert path.read_bytes() == first
     assert json.loads(first) == {
         "a": {"value": 0.333333, "profile": "quick", "device": "cpu", "note": "n"},
@@ -133,7 +135,7 @@ def test_glue_does_nothing_without_myst_nb(monkeypatch):
 def test_record_glues_the_recorded_value(results_dir, quick_cpu, monkeypatch):
     glued = []
     monkeypatch.setattr(results, "glue", lambda name, value: glued.append((name, value)))
-    results.record("01_test", "x", 1 / 3)
+    results.record("01_test", "x", 1 / 3, "quick")
     assert glued == [("x", 0.333333)]
 
 

@@ -31,7 +31,7 @@ def main() -> None:
             for attack, row in table.items():
                 for defense, accuracy in row.items():
                     key = results.result_key(name, f"seed{seed}", attack, defense)
-                    results.record(CHAPTER, key, accuracy)
+                    results.record(CHAPTER, key, accuracy, profile)
             print(name, seed, {a: {d: f"{v:.3f}" for d, v in r.items()} for a, r in table.items()})
 
 

@@ -38,7 +38,7 @@ def main() -> None:
                     for attack, row in table.items():
                         key = results.result_key(name, f"seed{seed}", kind, f"q{quality}",
                                                  attack)
-                        results.record(CHAPTER, key, row[f"JPEG {quality}"])
+                        results.record(CHAPTER, key, row[f"JPEG {quality}"], profile)
                     print(name, seed, quality, kind,
                           {a: f"{r[f'JPEG {quality}']:.3f}" for a, r in table.items()})
 
