@@ -185,32 +185,6 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert cache.cache_dir() == data.LESSONDATA / "models"
 
 
-TOY_KEY = {"dataset": "toy", "model": "linear", "profile": "test", "transform": "none",
-           "seed": 3}
-
-
-def _toy() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-
-
-class _CountingTrainer:
-    """A stand-in for training: counts calls and sets recognisable weights."""
-
-    def __init__(self, fill: float = 0.5):
-        self.calls, self.fill = 0, fill
-
-    def __call__(self, model: nn.Module) -> list[dict]:
-        self.calls += 1
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(self.fill)
-        return [{"epoch": 1, "loss": 0.25}]
-
-
-def _cache_files(folder):
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
 def test_cached_model_trains_once_then_loads(cache_dir):
     trainer = _CountingTrainer()
     first = cache.cached_model(TOY_KEY, _toy, trainer, device=torch.device("cpu"))
