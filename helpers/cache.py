@@ -72,8 +72,9 @@ def fingerprint(*parts: torch.Tensor | nn.Module | str) -> str:
 
 # Values a closure may hold that are settings of the code, not data: part of its fingerprint.
 _SETTINGS = (bool, int, float, str, tuple, type(None))
-# Closure variables that change what is shown while training, never the result.
-_DISPLAY_ONLY = {"progress", "desc"}
+# Closure variables that are not settings of the code: what is shown while training, and the
+# device (the key names its type, whether it was given as "cpu" or torch.device("cpu")).
+_DISPLAY_ONLY = {"progress", "desc", "device"}
 
 
 def _ours(obj: object) -> bool:
@@ -208,15 +209,18 @@ def _load(path: Path, device: torch.device) -> dict | None:
         return None
 
 
-def model_path(key: dict, make: Callable[[], nn.Module], train: Callable,
-               device: torch.device | None = None) -> Path:
-    """The file :func:`cached_model` uses: readable settings, then the hash of the full key."""
-    device = torch.device(device or get_device())
-    seed_everything(int(key.get("seed", 0)))
-    full = _full_key(key, code_fingerprint(make(), make, train), device)
+def _model_file(key: dict, model: nn.Module, make: Callable[[], nn.Module], train: Callable,
+                device: torch.device) -> Path:
+    full = _full_key(key, code_fingerprint(model, make, train), device)
     readable = "-".join(str(key[k]) for k in ("dataset", "model", "profile", "transform", "seed")
                         if k in key)
     return cache_dir() / f"{readable}-{digest(full)}.pt"
+
+
+def model_path(key: dict, make: Callable[[], nn.Module], train: Callable,
+               device: torch.device | None = None) -> Path:
+    """The file :func:`cached_model` uses: readable settings, then the hash of the full key."""
+    return _model_file(key, make(), make, train, torch.device(device or get_device()))
 
 
 def cached_model(key: dict, make: Callable[[], nn.Module],
@@ -230,9 +234,9 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
     model came from the cache. ``cached_only``: raise ``FileNotFoundError`` instead of training.
     """
     device = torch.device(device or get_device())
-    path = model_path(key, make, train, device)
     seed_everything(int(key.get("seed", 0)))  # the same initial weights on every run
-    model = make().to(device)
+    model = make().to(device)  # built once: its architecture is part of the key
+    path = _model_file(key, model, make, train, device)
     saved = _load(path, device)
     if saved is not None:
         try:
