@@ -10,11 +10,13 @@ Modules, one job each, listed so that each uses only those above it:
 * ``train`` (fit, predict, evaluate), ``shifts`` (natural shifts, and accuracy under them),
   ``cache`` (trained models and computed tensors, one key rule), ``zoo`` (the course's
   classifiers: recipes, training, caching);
-* ``attacks`` (FGSM, PGD, DeepFool, Carlini-Wagner, and their building blocks), ``spectra``;
+* ``attacks`` (FGSM, PGD, DeepFool, Carlini-Wagner, their building blocks, and the standard
+  set Chapters 4-5 share, cached), ``spectra``;
 * ``defenses`` (MagNet), ``vaccination`` (JPEG-trained models, the ensemble, SLQ),
   ``adversarial_training`` (the baseline), ``adaptive`` (BPDA, EOT, MagNet end to end);
-* ``evaluate`` (attacks against defenses on the same images), ``plots``, ``results``
-  (recorded and glued numbers), ``chapter`` (the first call of every chapter), ``publish``.
+* ``evaluate`` (scores: attacks against defenses on the same images), ``timing`` (ms per
+  image), ``plots``, ``results`` (recorded and glued numbers), ``chapter`` (the first call of
+  every chapter), ``publish``.
 """
 
 from . import (
@@ -35,6 +37,7 @@ from . import (
                results,
                shifts,
                spectra,
+               timing,
                train,
                transforms,
                vaccination,
@@ -44,5 +47,6 @@ from .chapter import start
 
 __all__ = ["adaptive", "adversarial_training", "attacks", "batching", "cache", "data",
            "defenses", "device", "evaluate", "images", "jpeg", "models", "plots", "profiles",
-           "results", "shifts", "spectra", "train", "transforms", "vaccination", "zoo", "start"]
+           "results", "shifts", "spectra", "timing", "train", "transforms", "vaccination", "zoo",
+           "start"]
 __version__ = "0.1.0"

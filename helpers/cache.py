@@ -9,7 +9,8 @@ so a changed input can never load a stale result.
   ``helpers`` function, class and module they use (:func:`code_fingerprint`), and for a model
   its architecture as built (``repr``), so that editing ``fit`` or swapping an activation
   retrains, without a hand-kept version number;
-* the torch version and device type.
+* the torch version, the device type and, for a model, the precision it trains in
+  (:func:`~helpers.device.training_dtype`).
 
 Files are written atomically (a temporary file, then a rename), so an interrupted run never
 leaves a file that loads; a file that cannot be read is ignored and recomputed.
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from . import data
-from .device import get_device, seed_everything
+from .device import get_device, seed_everything, training_dtype
 from .files import atomic_path
 
 CACHE_ENV = "LESSON_CACHE_DIR"
@@ -211,7 +212,8 @@ def _load(path: Path, device: torch.device) -> dict | None:
 
 def _model_file(key: dict, model: nn.Module, make: Callable[[], nn.Module], train: Callable,
                 device: torch.device) -> Path:
-    full = _full_key(key, code_fingerprint(model, make, train), device)
+    full = {**_full_key(key, code_fingerprint(model, make, train), device),
+            "precision": str(training_dtype(device))}
     readable = "-".join(str(key[k]) for k in ("dataset", "model", "profile", "transform", "seed")
                         if k in key)
     return cache_dir() / f"{readable}-{digest(full)}.pt"

@@ -8,15 +8,17 @@ import sys
 import torch
 import torchvision
 
-from .device import get_device, seed_everything
+from .device import get_device, seed_everything, training_dtype
 from .profiles import Profile, get_profile
 
 
 def describe_run(profile: Profile, device: torch.device) -> str:
     """One line naming everything that produced a chapter's numbers."""
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    return (f"profile: {profile.name} | device: {device.type}{gpu} | torch {torch.__version__} | "
-            f"torchvision {torchvision.__version__} | python {platform.python_version()}")
+    precision = str(training_dtype(device)).removeprefix("torch.")
+    return (f"profile: {profile.name} | device: {device.type}{gpu} | training in {precision} | "
+            f"torch {torch.__version__} | torchvision {torchvision.__version__} | "
+            f"python {platform.python_version()}")
 
 
 def start(chapter: str, seed: int = 0) -> tuple[Profile, torch.device]:

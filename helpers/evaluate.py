@@ -2,21 +2,22 @@
 
 Chapters 4-6 ask the same question many times: made with these attacks, cleaned by these
 input transformations, how many images does the model still get right? ``accuracy_table``
-answers it for every (attack, defense) pair on the same images, so rows and columns compare.
+answers it for every (attack, defense) pair on the same images, so rows and columns compare;
+``scoreboard`` does the same for defenses that may reject an input, and ``adaptive_scoreboard``
+sums up Chapter 6. Nothing here attacks (:mod:`helpers.attacks`) or times
+(:mod:`helpers.timing`): these functions only score.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
-from . import attacks, train
-from .cache import cached_tensors, fingerprint
+from . import train
 from .train import ImageFunction
 
 
@@ -37,31 +38,6 @@ def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return {name: {label: train.evaluate(model, adv, labels, transform=defense)
                    for label, defense in defenses.items()}
             for name, adv in rows.items()}
-
-
-def standard_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                     eps: tuple[float, ...] = (2 / 255, 8 / 255), overshoot: float = 0.02,
-                     cache: bool = True) -> dict[str, torch.Tensor]:
-    """FGSM at each ``eps`` and DeepFool: the attacks Das et al. (2017) compressed away.
-
-    Returned as floats, as the attacks produce them; evaluate ``attacks.quantize`` of them to
-    score what an attacker can actually submit. With ``cache`` the result is kept in the model
-    cache, keyed by the model's weights, the images and labels, the settings and the attack
-    code (:mod:`helpers.cache`'s rule), so Chapter 5 reuses the attacks Chapter 4 made on the
-    same model and test images
-    (DeepFool on 1,000 images takes about 20 s on two CPU cores).
-    """
-    def attack() -> dict[str, torch.Tensor]:
-        adversarial = {f"FGSM {round(e * 255)}/255": attacks.fgsm(model, images, labels, e)
-                       for e in eps}
-        adversarial["DeepFool"] = attacks.deepfool(model, images, labels, overshoot=overshoot)
-        return adversarial
-
-    if not cache:
-        return attack()
-    key = {"model": fingerprint(model), "images": fingerprint(images, labels),
-           "eps": list(eps), "overshoot": overshoot}
-    return cached_tensors("standard-attacks", key, attack, device=images.device)
 
 
 # A defense as the scoreboard sees it: images -> (predicted labels, rejected or None)
@@ -89,24 +65,6 @@ def scoreboard(systems: Mapping[str, System],
                 correct = (correct & ~rejected) if name == "clean" else (correct | rejected)
             board[defense][name] = correct.float().mean().item()
     return board
-
-
-def per_image_ms(predict: Callable[[torch.Tensor], object], images: torch.Tensor,
-                 repeats: int = 3) -> float:
-    """Milliseconds per image of ``predict(images)``: the fastest of ``repeats`` timed runs
-    after one warm-up, i.e. the run least disturbed by whatever else the machine was doing.
-    Compare defenses by their ratio to the bare classifier timed the same way.
-    """
-    if repeats < 1 or len(images) == 0:
-        raise ValueError(f"need at least one repeat and one image, got {repeats} and "
-                         f"{len(images)}")
-    predict(images)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(images)
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times) / len(images)
 
 
 # accuracy[(data set, defense, attack, eps, steps)]: one measured accuracy behind the defense

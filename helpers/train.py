@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batching, models
+from .device import training_dtype
 from .images import as_float
 
 # images -> images, on a whole batch: e.g. helpers.transforms.jpeg_at(75)
@@ -40,11 +41,17 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
     et al. 2018): it gets the model in training mode, so it should attack in eval mode and
     restore the mode, as every ``helpers.attacks`` attack does. The history's
     ``train_accuracy`` is then the accuracy on the perturbed batches.
+
+    For speed, batches and weights are in channels-last layout while training (1.5x faster
+    on a CPU for the CIFAR-10 network) and the forward pass runs in
+    :func:`~helpers.device.training_dtype` (bfloat16 where the hardware has it); the model
+    is returned in the usual layout, in float32.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need equally many images and labels, got {len(images)} and "
                          f"{len(labels)}")
     device = next(model.parameters()).device
+    model.to(memory_format=torch.channels_last)  # before the optimizer takes the parameters
     generator = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -55,7 +62,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
         return (step + 1) / warmup if step < warmup else (total - step) / max(1, total - warmup)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
-    use_amp = device.type == "cuda"
+    dtype = training_dtype(device)
     history = []
     model.train()
     bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=True)
@@ -75,8 +82,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
                 xb = perturbed
             if transform is not None:
                 xb = transform(xb)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                logits = model(models.channels_last(xb))
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,6 +98,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
         bar.set_postfix(epoch=epoch + 1, loss=f"{record['loss']:.3f}",
                         acc=f"{record['train_accuracy']:.3f}")
     bar.close()
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
 

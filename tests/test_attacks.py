@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import attacks, models, train
+from helpers import attacks, cache, models, train
 from helpers.attacks import (
     carlini_wagner,
     deepfool,
@@ -381,3 +381,50 @@ def test_public_api():
     for name in ("fgsm", "pgd", "deepfool", "carlini_wagner", "quantize", "success_rate",
                  "l2_norms", "linf_norms"):
         assert callable(getattr(attacks, name))
+
+
+def test_standard_attacks_are_fgsm_and_deepfool_on_the_same_images():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    images, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    adversarial = attacks.standard_attacks(model, images, labels)
+    assert list(adversarial) == ["FGSM 2/255", "FGSM 8/255", "DeepFool"]
+    assert torch.equal(adversarial["FGSM 8/255"], attacks.fgsm(model, images, labels, 8 / 255))
+    assert torch.equal(adversarial["DeepFool"], attacks.deepfool(model, images, labels,
+                                                                 overshoot=0.02))
+    for adv in adversarial.values():
+        assert adv.shape == images.shape
+
+
+def test_standard_attacks_are_cached_on_the_model_images_settings_and_code(cache_dir,
+                                                                           monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    images, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    first = attacks.standard_attacks(model, images, labels)
+    writes = []
+    real_save = cache.save_atomic
+    monkeypatch.setattr(cache, "save_atomic", lambda *a: writes.append(1) or real_save(*a))
+
+    again = attacks.standard_attacks(model, images.clone(), labels.clone())
+    assert writes == []                                      # loaded, not recomputed
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    attacks.standard_attacks(model, images, labels, overshoot=0.05)
+    assert len(writes) == 1                                  # other settings
+    other_images = images.clone()
+    other_images[0, 0, 0, 0] = 1 - other_images[0, 0, 0, 0]
+    attacks.standard_attacks(model, other_images, labels)
+    assert len(writes) == 2                                  # other images
+    real_deepfool = attacks.deepfool
+    monkeypatch.setattr(attacks, "deepfool", lambda *a, **k: real_deepfool(*a, **k))
+    attacks.standard_attacks(model, images, labels)
+    assert len(writes) == 3                                  # other attack code
+    monkeypatch.setattr(attacks, "deepfool", real_deepfool)
+    with torch.no_grad():
+        model[1].weight[0, 0] += 0.1
+    changed = attacks.standard_attacks(model, images, labels)
+    assert len(writes) == 4                                  # the model changed since
+    assert not torch.equal(changed["FGSM 8/255"], first["FGSM 8/255"])
+    attacks.standard_attacks(model, images, labels, cache=False)
+    assert len(writes) == 4                                  # cache=False wrote nothing
+    assert len(list((cache_dir / "tensors").iterdir())) == 5

@@ -71,6 +71,14 @@ def test_the_data_is_part_of_the_key(cache_dir, monkeypatch):
     assert cache.model_path(TOY_KEY, _toy, _CountingTrainer()) != before
 
 
+def test_the_training_precision_is_part_of_the_key(cache_dir, monkeypatch):
+    """A model trained in bfloat16 is another model than one trained in float32."""
+    monkeypatch.setenv("LESSON_PRECISION", "float32")
+    full = cache.model_path(TOY_KEY, _toy, _CountingTrainer())
+    monkeypatch.setenv("LESSON_PRECISION", "bfloat16")
+    assert cache.model_path(TOY_KEY, _toy, _CountingTrainer()) != full
+
+
 def test_changed_training_code_misses_the_cache(cache_dir, monkeypatch):
     """Editing the code that trains (here ``fit``, as zoo calls it) gives another file."""
     profile = get_profile("quick")

@@ -83,11 +83,11 @@ def test_reformer_is_differentiable_end_to_end():
 
 
 @pytest.fixture(scope="module")
-def quick_models(data_dir, tmp_path_factory) -> tuple[nn.Module, nn.Module]:
-    """The quick profile's MNIST classifier and AE I, trained here (about 30 s on 2 cores)."""
-    cache = tmp_path_factory.mktemp("quick-models")
+def quick_models(data_dir, course_cache) -> tuple[nn.Module, nn.Module]:
+    """The quick profile's MNIST classifier and AE I, Chapter 3's (about 30 s on 2 cores when
+    the course's cache does not hold them yet)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LESSON_CACHE_DIR", str(cache))
+        patch.setenv("LESSON_CACHE_DIR", str(course_cache))
         quick, cpu = profiles.get_profile("quick"), torch.device("cpu")
         classifier = zoo.classifier("mnist", profile=quick, device=cpu, progress=False)
         ae = defenses.autoencoder("mnist", pooling=True, profile=quick, device=cpu)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import attacks, cache, evaluate, zoo
+from helpers import attacks, evaluate, zoo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -62,60 +62,14 @@ def test_scoreboard_measures_every_defense_on_every_set_and_counts_rejections():
     assert evaluate.scoreboard({"bare": bare}, sets)["bare"] == {"clean": 0.5, "flipped": 0.5}
 
 
-def test_standard_attacks_are_fgsm_and_deepfool_on_the_same_images():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
-    images, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
-    adversarial = evaluate.standard_attacks(model, images, labels)
-    assert list(adversarial) == ["FGSM 2/255", "FGSM 8/255", "DeepFool"]
-    assert torch.equal(adversarial["FGSM 8/255"], attacks.fgsm(model, images, labels, 8 / 255))
-    assert torch.equal(adversarial["DeepFool"], attacks.deepfool(model, images, labels,
-                                                                 overshoot=0.02))
-    for adv in adversarial.values():
-        assert adv.shape == images.shape
-
-
-def test_standard_attacks_are_cached_on_the_model_images_settings_and_code(cache_dir,
-                                                                           monkeypatch):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
-    images, labels = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
-    first = evaluate.standard_attacks(model, images, labels)
-    writes = []
-    real_save = cache.save_atomic
-    monkeypatch.setattr(cache, "save_atomic", lambda *a: writes.append(1) or real_save(*a))
-
-    again = evaluate.standard_attacks(model, images.clone(), labels.clone())
-    assert writes == []                                      # loaded, not recomputed
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    evaluate.standard_attacks(model, images, labels, overshoot=0.05)
-    assert len(writes) == 1                                  # other settings
-    other_images = images.clone()
-    other_images[0, 0, 0, 0] = 1 - other_images[0, 0, 0, 0]
-    evaluate.standard_attacks(model, other_images, labels)
-    assert len(writes) == 2                                  # other images
-    real_deepfool = attacks.deepfool
-    monkeypatch.setattr(attacks, "deepfool", lambda *a, **k: real_deepfool(*a, **k))
-    evaluate.standard_attacks(model, images, labels)
-    assert len(writes) == 3                                  # other attack code
-    monkeypatch.setattr(attacks, "deepfool", real_deepfool)
-    with torch.no_grad():
-        model[1].weight[0, 0] += 0.1
-    changed = evaluate.standard_attacks(model, images, labels)
-    assert len(writes) == 4                                  # the model changed since
-    assert not torch.equal(changed["FGSM 8/255"], first["FGSM 8/255"])
-    evaluate.standard_attacks(model, images, labels, cache=False)
-    assert len(writes) == 4                                  # cache=False wrote nothing
-    assert len(list((cache_dir / "tensors").iterdir())) == 5
-
-
 @pytest.fixture(scope="module")
-def quick_gtsrb(data_dir, tmp_path_factory):
-    """The quick profile's GTSRB classifier, trained here (about 50 s on 2 cores)."""
+def quick_gtsrb(data_dir, course_cache):
+    """The quick profile's GTSRB classifier, Chapter 2's (about 35 s on 2 cores when the
+    course's cache does not hold it yet)."""
     from helpers import profiles
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LESSON_CACHE_DIR", str(tmp_path_factory.mktemp("quick-gtsrb")))
+        patch.setenv("LESSON_CACHE_DIR", str(course_cache))
         return zoo.classifier("gtsrb", profile=profiles.get_profile("quick"),
                                 device=torch.device("cpu"), progress=False)
 
@@ -131,16 +85,6 @@ def test_jpeg_75_raises_accuracy_on_fgsm_examples_for_a_quick_model(quick_gtsrb)
     assert table["FGSM 2/255"]["JPEG 75"] > table["FGSM 2/255"]["none"] + 0.05, table
     assert table["clean"]["JPEG 75"] < table["clean"]["none"] + 0.01, table  # no free lunch
 
-
-def test_per_image_ms_is_the_fastest_timed_run_after_a_warm_up(monkeypatch):
-    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])     # timed runs of 3 s, 1 s and 2 s
-    monkeypatch.setattr(evaluate.time, "perf_counter", lambda: next(clock))
-    calls = []
-    ms = evaluate.per_image_ms(lambda z: calls.append(len(z)), torch.zeros(10, 1), repeats=3)
-    assert calls == [10] * 4                               # a warm-up, then three timed runs
-    assert ms == pytest.approx(1000 * 1.0 / 10)            # 1 s for 10 images: 100 ms each
-    with pytest.raises(ValueError, match="at least one repeat"):
-        evaluate.per_image_ms(lambda z: None, torch.zeros(10, 1), repeats=0)
 
 
 class _Trained(nn.Module):

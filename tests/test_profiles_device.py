@@ -161,9 +161,31 @@ def test_start_prints_the_run_line_and_seeds(no_cuda, monkeypatch, capsys):
     assert profile.name == "quick" and dev == torch.device("cpu")
     assert out.startswith("00_test | profile: quick | device: cpu")
     assert f"torch {torch.__version__}" in out and "LESSON_PROFILE=full" in out
+    expected = str(device.training_dtype(dev)).removeprefix("torch.")
+    assert f"| training in {expected} |" in out
     chapter.start("00_test", seed=5)
     assert torch.equal(torch.rand(4), x)
     capsys.readouterr()
     monkeypatch.setenv(PROFILE_ENV, "full")
     profile, _ = chapter.start("00_test")
     assert profile.name == "full" and "Quick profile" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_training_is_mixed_precision_only_where_the_cpu_has_bfloat16(monkeypatch, native,
+                                                                      expected):
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert device.training_dtype(torch.device("cpu")) == expected
+
+
+def test_training_precision_setting_wins_and_is_checked(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv(device.PRECISION_ENV, "float32")
+    assert device.training_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setenv(device.PRECISION_ENV, " BFloat16 ")
+    assert device.training_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(device.PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'"):
+        device.training_dtype(torch.device("cpu"))

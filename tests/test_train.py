@@ -63,6 +63,33 @@ def test_cpu_fit_repeats_exactly(cifar_test, single_thread):
     assert not torch.equal(c.state_dict()["1.weight"], state_a["1.weight"])
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_fit_returns_a_float32_model_in_the_usual_layout(cifar_test, monkeypatch, precision):
+    """fit trains in channels-last layout, maybe in bfloat16; what it returns is as built."""
+    monkeypatch.setenv("LESSON_PRECISION", precision)
+    model, history = _fit_once(cifar_test[0][:64], cifar_test[1][:64])
+    assert history[-1]["loss"] == history[-1]["loss"]  # not NaN
+    for name, p in model.state_dict().items():
+        assert p.is_contiguous(), name
+        assert p.dtype in (torch.float32, torch.int64), (name, p.dtype)
+
+
+def test_bfloat16_training_learns_as_well_as_float32(mnist_small, monkeypatch):
+    """Mixed precision is a speed-up, not another result: on the same data, seed and
+    schedule, both precisions reach the same held-out accuracy within 3 points."""
+    train_set, test_set = mnist_small
+    accuracy = {}
+    for precision in ("float32", "bfloat16"):
+        monkeypatch.setenv("LESSON_PRECISION", precision)
+        seed_everything(0)
+        model = models.mnist_classifier()
+        train.fit(model, *train_set.to("cpu"), epochs=2, batch_size=50, lr=3e-3,
+                  progress=False)
+        accuracy[precision] = train.evaluate(model, *test_set.to("cpu"))
+    assert accuracy["float32"] > 0.8, accuracy
+    assert abs(accuracy["bfloat16"] - accuracy["float32"]) < 0.03, accuracy
+
+
 def test_fit_randomness_comes_from_its_seed(cifar_test):
     """Batch order and augmentation follow ``seed``, not whatever the global RNG holds."""
     x, y = cifar_test[0][:96], cifar_test[1][:96]

@@ -26,7 +26,7 @@ def main() -> None:
         x = images.as_float(x)
         for seed in SEEDS:
             model = zoo.classifier(name, profile, seed=seed)
-            adversarial = evaluate.standard_attacks(model, x, y)
+            adversarial = attacks.standard_attacks(model, x, y)
             table = evaluate.accuracy_table(model, x, y, adversarial, DEFENSES)
             for attack, row in table.items():
                 for defense, accuracy in row.items():

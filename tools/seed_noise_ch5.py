@@ -25,7 +25,7 @@ def main() -> None:
         x, y = helpers.data.load(name, "test", n=profile.test_size).to(device)
         original = zoo.classifier(name, profile)
         adversarial = {attack: attacks.quantize(adv) for attack, adv
-                       in evaluate.standard_attacks(original, x, y).items()}
+                       in attacks.standard_attacks(original, x, y).items()}
         for seed in SEEDS:
             candidates = {"control": vaccination.control(name, profile, seed=seed),
                           "sham": vaccination.vaccinated(name, None, profile, seed=seed)}

@@ -39,7 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from helpers import data, train, zoo
-from helpers.device import get_device
+from helpers.device import get_device, training_dtype
+from helpers.models import channels_last
 from helpers.profiles import get_profile
 from tests.benchmarks.common import (
     add_common_options,
@@ -83,13 +84,14 @@ def dataloader_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     schedule = torch.optim.lr_scheduler.OneCycleLR(  # its warm-up needs 8 steps at least
         optimizer, max_lr=lr, pct_start=0.25, total_steps=max(8, len(loader)))
-    use_amp = device.type == "cuda"
+    dtype = training_dtype(device)  # the same layout and precision as fit
+    model.to(memory_format=torch.channels_last)
     model.train()
     loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     for xb, yb in loader:
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(xb)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            logits = model(channels_last(xb))
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
