@@ -36,6 +36,7 @@ from torch import nn
 from . import data
 from .device import get_device, seed_everything, training_dtype
 from .files import atomic_path
+from .models import channels_last_model
 
 CACHE_ENV = "LESSON_CACHE_DIR"
 PACKAGE = __name__.split(".")[0]
@@ -233,7 +234,9 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
     ``key`` holds the settings; the code of ``make`` and ``train`` and the data are added by
     the cache's rule (see the module's docstring). The model carries ``model.train_info``
     (training seconds, history, the key), so a chapter can report training cost even when the
-    model came from the cache. ``cached_only``: raise ``FileNotFoundError`` instead of training.
+    model came from the cache. Trained or loaded, it comes back in eval mode and channels-last
+    layout (:func:`~helpers.models.channels_last_model`), so both give the same numbers.
+    ``cached_only``: raise ``FileNotFoundError`` instead of training.
     """
     device = torch.device(device or get_device())
     seed_everything(int(key.get("seed", 0)))  # the same initial weights on every run
@@ -244,7 +247,7 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
         try:
             model.load_state_dict(saved["state_dict"])
             model.train_info = saved["info"]
-            return model.eval()
+            return channels_last_model(model).eval()  # as training leaves it
         except (KeyError, RuntimeError) as exc:
             warnings.warn(f"Ignoring unusable checkpoint {path} ({exc}); retraining.",
                           stacklevel=2)
@@ -256,7 +259,7 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
             "key": json.dumps(key, sort_keys=True, default=str), "device": str(device)}
     save_atomic({"state_dict": model.state_dict(), "info": info}, path)
     model.train_info = info
-    return model.eval()
+    return channels_last_model(model).eval()
 
 
 def cached_tensors(name: str, key: dict, compute: Callable[[], dict[str, torch.Tensor]],

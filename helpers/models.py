@@ -75,6 +75,16 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
 
 
+def channels_last_model(model: nn.Module) -> nn.Module:
+    """``model`` with its convolution weights in channels-last layout, in place; returned.
+
+    The same function up to float rounding. On a CPU it trains about 1.5x faster and computes
+    an attack's input gradient about 1.5x faster, whatever the layout of the images fed to it;
+    so every model the course trains or loads from its cache is kept this way.
+    """
+    return model.to(memory_format=torch.channels_last)
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

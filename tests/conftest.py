@@ -4,9 +4,11 @@ Run from the repository root: ``python3 -m pytest tests``. The real datasets are
 ``LESSON_DATA_DIR``; when it is unset and ``../shared/data`` exists beside the repository, that
 folder is used. Trained models and recorded results go to per-test tmp folders, with one
 exception: the few tests that need a model the chapters train too (the quick profile's MNIST
-classifier and AE I, its GTSRB classifier) take the ``course_cache`` fixture, the chapters' own
-model cache, so that the test command trains each such model once. Its cache key (code, data,
-settings) makes what they load exactly the chapters' model; nothing else is written there.
+classifier and AE I, its GTSRB classifier) build it ``as_a_chapter_would()``
+(``tests/course_models.py``): in the chapters' own model cache and with a chapter's number of
+threads, so that the test command trains each such model once and the chapters' numbers do not
+depend on whether a test trained it. Its cache key (code, data, settings) makes what they load
+exactly the chapters' model; nothing else is written there.
 """
 
 from __future__ import annotations
@@ -32,24 +34,13 @@ if str(REPO) not in sys.path:
 if "LESSON_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["LESSON_DATA_DIR"] = str(SHARED_DATA)
 
-from helpers import cache as _cache  # noqa: E402 - after the import path is set
-
-COURSE_CACHE = _cache.cache_dir()  # before any test points LESSON_CACHE_DIR elsewhere
-
 
 @pytest.fixture(autouse=True)
 def _isolated_outputs(tmp_path_factory, monkeypatch):
-    """Every test gets its own model cache and results folder (``course_cache`` aside)."""
+    """Every test gets its own model cache and results folder (see ``as_a_chapter_would``)."""
     out = tmp_path_factory.mktemp("outputs")
     monkeypatch.setenv("LESSON_CACHE_DIR", str(out / "models"))
     monkeypatch.setenv("LESSON_RESULTS_DIR", str(out / "results"))
-
-
-@pytest.fixture(scope="session")
-def course_cache() -> Path:
-    """The chapters' model cache (``LESSON_CACHE_DIR`` as the test run started, by default
-    ``lessondata/models``), for module fixtures that train a model a chapter trains too."""
-    return COURSE_CACHE
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from helpers import attacks, defenses, models, profiles, train, zoo
+from tests.course_models import as_a_chapter_would
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -83,11 +84,10 @@ def test_reformer_is_differentiable_end_to_end():
 
 
 @pytest.fixture(scope="module")
-def quick_models(data_dir, course_cache) -> tuple[nn.Module, nn.Module]:
-    """The quick profile's MNIST classifier and AE I, Chapter 3's (about 30 s on 2 cores when
+def quick_models(data_dir) -> tuple[nn.Module, nn.Module]:
+    """The quick profile's MNIST classifier and AE I, Chapter 3's (about 15 s on 2 cores when
     the course's cache does not hold them yet)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LESSON_CACHE_DIR", str(course_cache))
+    with as_a_chapter_would():
         quick, cpu = profiles.get_profile("quick"), torch.device("cpu")
         classifier = zoo.classifier("mnist", profile=quick, device=cpu, progress=False)
         ae = defenses.autoencoder("mnist", pooling=True, profile=quick, device=cpu)

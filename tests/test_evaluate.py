@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from helpers import attacks, evaluate, zoo
+from tests.course_models import as_a_chapter_would
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -63,13 +64,12 @@ def test_scoreboard_measures_every_defense_on_every_set_and_counts_rejections():
 
 
 @pytest.fixture(scope="module")
-def quick_gtsrb(data_dir, course_cache):
-    """The quick profile's GTSRB classifier, Chapter 2's (about 35 s on 2 cores when the
+def quick_gtsrb(data_dir):
+    """The quick profile's GTSRB classifier, Chapter 2's (about 25 s on 2 cores when the
     course's cache does not hold it yet)."""
     from helpers import profiles
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LESSON_CACHE_DIR", str(course_cache))
+    with as_a_chapter_would():
         return zoo.classifier("gtsrb", profile=profiles.get_profile("quick"),
                                 device=torch.device("cpu"), progress=False)
 
