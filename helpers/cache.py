@@ -240,14 +240,16 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
     """
     device = torch.device(device or get_device())
     seed_everything(int(key.get("seed", 0)))  # the same initial weights on every run
-    model = make().to(device)  # built once: its architecture is part of the key
+    # built once (its architecture is part of the key), in the layout training leaves it in,
+    # so a loaded model computes exactly what the trained one did
+    model = channels_last_model(make().to(device))
     path = _model_file(key, model, make, train, device)
     saved = _load(path, device)
     if saved is not None:
         try:
             model.load_state_dict(saved["state_dict"])
             model.train_info = saved["info"]
-            return channels_last_model(model).eval()  # as training leaves it
+            return model.eval()
         except (KeyError, RuntimeError) as exc:
             warnings.warn(f"Ignoring unusable checkpoint {path} ({exc}); retraining.",
                           stacklevel=2)
@@ -259,7 +261,7 @@ def cached_model(key: dict, make: Callable[[], nn.Module],
             "key": json.dumps(key, sort_keys=True, default=str), "device": str(device)}
     save_atomic({"state_dict": model.state_dict(), "info": info}, path)
     model.train_info = info
-    return channels_last_model(model).eval()
+    return model.eval()
 
 
 def cached_tensors(name: str, key: dict, compute: Callable[[], dict[str, torch.Tensor]],

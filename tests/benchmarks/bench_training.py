@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from helpers import data, train, zoo
 from helpers.device import get_device, training_dtype
-from helpers.models import channels_last
+from helpers.models import channels_last, channels_last_model
 from helpers.profiles import get_profile
 from tests.benchmarks.common import (
     add_common_options,
@@ -85,7 +85,7 @@ def dataloader_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
     schedule = torch.optim.lr_scheduler.OneCycleLR(  # its warm-up needs 8 steps at least
         optimizer, max_lr=lr, pct_start=0.25, total_steps=max(8, len(loader)))
     dtype = training_dtype(device)  # the same layout and precision as fit
-    model.to(memory_format=torch.channels_last)
+    channels_last_model(model)
     model.train()
     loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
     for xb, yb in loader:
