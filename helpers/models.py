@@ -39,6 +39,13 @@ def mnist_classifier() -> nn.Sequential:
     )
 
 
+def mnist_mlp(hidden: int = 512) -> nn.Sequential:
+    """A fully connected MNIST classifier (784-512-512-10): no convolutions at all, so a
+    different architecture to test whether adversarial examples transfer (Chapter 2)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(),
+                         nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
 

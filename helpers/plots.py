@@ -1,12 +1,16 @@
-"""Figures in one consistent style: labelled image grids, accuracy lines and bars, sliders."""
+"""Figures in one consistent style: labelled image grids, accuracy lines and bars (with 95%
+intervals), detector-score histograms, sliders."""
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import torch
+
+from .results import interval95
 
 STYLE = {
     "figure.dpi": 100,
@@ -68,32 +72,80 @@ def _label_axes(ax: plt.Axes, ylabel: str, title: str | None, percent: bool) -> 
     return ax
 
 
+def _band(values: Sequence[float], n: int | None) -> list[float]:
+    """95% binomial half-widths, in percent, of accuracies measured on ``n`` images."""
+    return [100 * interval95(min(max(v, 0.0), 1.0), n) if n else 0.0 for v in values]
+
+
 def line_chart(x: Sequence, series: dict[str, Sequence[float]], xlabel: str,
                ylabel: str = "accuracy (%)", title: str | None = None, ax: plt.Axes | None = None,
-               percent: bool = True) -> plt.Axes:
-    """One line per entry of ``series`` (values in [0, 1] are shown as percent)."""
+               percent: bool = True, n: int | None = None) -> plt.Axes:
+    """One line per entry of ``series`` (values in [0, 1] are shown as percent).
+
+    With ``n`` (the images each value was measured on), a shaded band shows each point's 95%
+    binomial interval, so a reader sees which gaps are larger than the sampling noise.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.5))
     for label, values in series.items():
-        values = [100 * v for v in values] if percent else list(values)
-        ax.plot(list(x), values, marker="o", label=label)
+        shown = [100 * v for v in values] if percent else list(values)
+        (line,) = ax.plot(list(x), shown, marker="o", label=label)
+        if n and percent:
+            half = _band(values, n)
+            ax.fill_between(list(x), [v - h for v, h in zip(shown, half, strict=True)],
+                            [v + h for v, h in zip(shown, half, strict=True)],
+                            color=line.get_color(),
+                            alpha=0.15, linewidth=0)
     ax.set_xlabel(xlabel)
     return _label_axes(ax, ylabel, title, percent)
 
 
 def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]],
               ylabel: str = "accuracy (%)", title: str | None = None,
-              ax: plt.Axes | None = None, percent: bool = True) -> plt.Axes:
-    """Grouped bars: one group per entry of ``groups``, one bar per entry of ``series``."""
+              ax: plt.Axes | None = None, percent: bool = True,
+              n: int | None = None) -> plt.Axes:
+    """Grouped bars: one group per entry of ``groups``, one bar per entry of ``series``.
+
+    With ``n`` (the images each value was measured on), error bars show 95% binomial intervals.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(groups)), 3.5))
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
         values = [100 * v for v in values] if percent else list(values)
         positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(positions, values, width=width, label=label)
+        errors = _band([v / 100 for v in values], n) if n and percent else None
+        ax.bar(positions, values, width=width, label=label, yerr=errors, capsize=2)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     return _label_axes(ax, ylabel, title, percent)
+
+
+def score_histograms(scores: dict[str, torch.Tensor], threshold: float,
+                     ax: plt.Axes | None = None, title: str | None = None,
+                     xlabel: str = "detector score") -> plt.Axes:
+    """Histograms of a detector's scores, one per image set, on a log axis, with its threshold.
+
+    What lies right of the dashed line is rejected: clean images there are false positives,
+    adversarial ones are caught.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    positive = torch.cat([s.flatten().float().cpu() for s in scores.values()])
+    positive = positive[positive > 0]
+    low = max(positive.min().item(), threshold * 1e-3) if len(positive) else threshold / 10
+    high = max(positive.max().item() if len(positive) else threshold, threshold) * 1.5
+    bins = torch.logspace(math.log10(low), math.log10(high), 40).numpy()
+    for label, values in scores.items():
+        ax.hist(values.flatten().float().cpu().clamp_min(low).numpy(), bins=bins,
+                histtype="step", density=True, linewidth=1.5, label=label)
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return ax
 
 
 def figure_png(fig: plt.Figure) -> bytes:

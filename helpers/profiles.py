@@ -35,7 +35,8 @@ class Profile:
     attack_size: int  # images attacked per experiment
     cw_size: int  # images for Carlini-Wagner, the slowest attack
     cw_steps: int  # Adam steps per binary-search round
-    cw_search_steps: int  # binary-search rounds over the constant c
+    cw_search_steps: int  # binary-search rounds over the constant c (Chapter 2's minimal L2)
+    magnet_cw_search_steps: int  # Chapter 3's rounds: success at each kappa matters most there
     finetune_epochs: int  # Chapter 1: epochs of fine-tuning on shifted data
     validation_size: int  # Chapter 3: held-out clean training images that set detector thresholds
     detector_fpr: float  # Chapter 3: false-positive rate each detector is set to on them
@@ -62,7 +63,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         recipes={
-            "mnist": TrainRecipe(train_size=10_000, epochs=2, batch_size=128, lr=1e-3),
+            # every training image but the 2,000 Chapter 3 holds out: 99.0% in about 30 s
+            "mnist": TrainRecipe(train_size=58_000, epochs=2, batch_size=128, lr=2e-3),
             "cifar10": TrainRecipe(train_size=10_000, epochs=8, batch_size=128, lr=3e-3,
                                    label_smoothing=0.1),
             "gtsrb": TrainRecipe(train_size=None, epochs=3, batch_size=128, lr=3e-3,
@@ -71,15 +73,17 @@ PROFILES: dict[str, Profile] = {
         test_size=1_000,
         attack_size=500,
         cw_size=100,
-        cw_steps=50,
-        cw_search_steps=3,
+        cw_steps=100,
+        cw_search_steps=5,
+        magnet_cw_search_steps=3,
         finetune_epochs=2,
         # 2,000 images put 10 above a 0.5% threshold; 0.1% (the paper) would rest on 2.
         validation_size=2_000,
         detector_fpr=0.005,
-        # kappa is in logits: these small, briefly trained models have logit gaps of about 6
-        # (MNIST), so the paper's kappa 30-40 is out of the quick CW budget's reach.
-        magnet_kappas=(0, 5, 10, 15, 20),
+        # kappa is in logits: the quick MNIST model's median logit gap is about 10, and the
+        # quick CW budget fools fewer than 90% of its digits from kappa 30 on (measured: 43% at
+        # 30, 4% at 40), so the paper's 40 is left out; Chapter 3 draws only points >= 90%.
+        magnet_kappas=(0, 10, 20, 30),
         vaccine_qualities=(75, 25),  # two, to fit Chapter 5's budget; full sweeps five
         vaccine_epochs=1,
         adaptive_size=200,
@@ -104,8 +108,9 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         attack_size=10_000,
         cw_size=1_000,
-        cw_steps=200,
+        cw_steps=500,
         cw_search_steps=6,
+        magnet_cw_search_steps=4,
         finetune_epochs=5,
         validation_size=5_000,  # the paper: 5,000 held-out training images, 0.1% FPR
         detector_fpr=0.001,

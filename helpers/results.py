@@ -109,6 +109,19 @@ def binomial_se(accuracy: float, n: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
+def interval95(accuracy: float, n: int) -> float:
+    """Half-width of the 95% binomial interval of an accuracy on ``n`` images (normal
+    approximation, 1.96 standard errors): "62% +- 4.3 points" is ``62%`` and ``0.043``."""
+    return 1.96 * binomial_se(accuracy, n)
+
+
+def glue_with_interval(name: str, accuracy: float, n: int) -> None:
+    """Glue ``accuracy`` as ``name`` and its 95% half-width in points as ``name_pm``, so the
+    prose writes ``{glue:text}`name:.0%` (+- {glue:text}`name_pm:.0f` points)``."""
+    glue(name, accuracy)
+    glue(f"{name}_pm", 100 * interval95(accuracy, n))
+
+
 def clearly_above(a: float, b: float, n: int, z: float = 2.0) -> bool:
     """Is accuracy ``a`` above ``b`` by more than ``z`` standard errors of their difference?
 

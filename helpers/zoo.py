@@ -20,9 +20,20 @@ from .profiles import Profile, TrainRecipe
 from .train import Perturbation, fit
 from .transforms import Transform, random_crop_flip
 
+# Other architectures a chapter may ask for by name (Chapter 2's cross-architecture transfer).
+ALTERNATIVES = {"mnist": {"mlp": models.mnist_mlp}}
 
-def make_classifier(dataset: str, profile: Profile) -> nn.Module:
-    """The architecture the course uses for ``dataset`` at ``profile``'s size."""
+
+def make_classifier(dataset: str, profile: Profile, architecture: str | None = None
+                    ) -> nn.Module:
+    """The architecture the course uses for ``dataset`` at ``profile``'s size, or the named
+    alternative (``architecture="mlp"`` for MNIST)."""
+    if architecture is not None:
+        known = ALTERNATIVES.get(dataset, {})
+        if architecture not in known:
+            raise ValueError(f"no architecture {architecture!r} for {dataset!r}; known: "
+                             f"{sorted(known)} (or None for the course's default)")
+        return known[architecture]()
     if dataset == "mnist":
         return models.mnist_classifier()
     n_classes = len(data.class_names(dataset))
@@ -38,8 +49,11 @@ def augmentation_for(dataset: str) -> Callable | None:
     return None
 
 
-def model_name(dataset: str) -> str:
-    """The architecture's name in cache keys: MagNet's CNN for MNIST, else the airbench CNN."""
+def model_name(dataset: str, architecture: str | None = None) -> str:
+    """The architecture's name in cache keys: MagNet's CNN for MNIST, else the airbench CNN,
+    unless an alternative is named."""
+    if architecture is not None:
+        return architecture
     return "magnet-cnn" if dataset == "mnist" else "airbench-cnn"
 
 
@@ -66,9 +80,11 @@ def _fit_on_training_set(model: nn.Module, dataset: str, recipe: TrainRecipe,
 
 def classifier(dataset: str, profile: Profile, *, seed: int = 0,
                device: torch.device | None = None, transform: Transform | None = None,
-               progress: bool = True, cached_only: bool = False) -> nn.Module:
+               progress: bool = True, cached_only: bool = False,
+               architecture: str | None = None) -> nn.Module:
     """The course's classifier for ``dataset``, trained by the profile's recipe, from the cache.
 
+    ``architecture`` names an alternative network (see ``ALTERNATIVES``) trained the same way.
     ``transform`` (a :class:`~helpers.transforms.Transform`, e.g. ``jpeg_at(75)``) is applied
     to every training batch. ``cached_only``: raise ``FileNotFoundError`` rather than train
     (for benchmarks that must not train).
@@ -76,18 +92,19 @@ def classifier(dataset: str, profile: Profile, *, seed: int = 0,
     transform_key = _transform_key(transform)
     device = device or get_device()
     recipe = profile.recipe(dataset)
-    key = {"dataset": dataset, "model": model_name(dataset),
+    key = {"dataset": dataset, "model": model_name(dataset, architecture),
            "profile": profile.name, "transform": transform_key, "seed": seed,
            "recipe": asdict(recipe)}
+    what = f"{dataset} {architecture or 'classifier'}"
 
     def train(model: nn.Module) -> list[dict]:
         return _fit_on_training_set(model, dataset, recipe, device, epochs=recipe.epochs,
                                     lr=recipe.lr, transform=transform, seed=seed,
                                     progress=progress,
-                                    desc=f"{dataset} classifier (seed {seed}, {transform_key})")
+                                    desc=f"{what} (seed {seed}, {transform_key})")
 
-    return cache.cached_model(key, lambda: make_classifier(dataset, profile), train, device,
-                              cached_only)
+    return cache.cached_model(key, lambda: make_classifier(dataset, profile, architecture),
+                              train, device, cached_only)
 
 
 def finetuned(base: nn.Module, dataset: str, profile: Profile, *, name: str, epochs: int,

@@ -199,6 +199,23 @@ def test_carlini_wagner_is_close_to_minimal_on_linear_model():
     assert (norms <= 1.2 * d_min).all()  # ... and CW gets close to it
 
 
+def test_carlini_wagner_moves_black_pixels_in_a_short_run():
+    """A black image (every pixel at 0, like MNIST's background) and a linear model whose
+    boundary lies a known L2 distance away, inside the box: the minimal perturbation raises
+    every pixel by d / sqrt(D). Started at atanh(-(1 - 1e-6)), where tanh is flat, 60 Adam
+    steps of 0.1 would leave such pixels frozen; the attack must get close to d anyway."""
+    d, pixels = 0.5, 16
+    model = nn.Sequential(nn.Flatten(), nn.Linear(pixels, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([torch.zeros(pixels), torch.ones(pixels)]))
+        model[1].bias.copy_(torch.tensor([d * pixels ** 0.5, 0.0]))  # margin d * ||w||
+    x, y = torch.zeros(3, 1, 4, 4), torch.zeros(3, dtype=torch.long)
+    adv = carlini_wagner(model, x, y, c=10.0, lr=0.1, steps=60, binary_search_steps=3)
+    assert success_rate(model, adv, y) == 1.0
+    assert (l2_norms(adv, x) >= d - 1e-4).all()   # nothing beats the exact minimum
+    assert (l2_norms(adv, x) <= 1.05 * d).all()   # a short run gets close (1e-6: 1.12 d)
+
+
 def test_carlini_wagner_confidence_and_targets():
     model, x, y, _, _ = linear_problem(4)
     target, kappa = (y + 1) % 4, 1.0

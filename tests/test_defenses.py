@@ -27,8 +27,12 @@ def test_autoencoder_shapes_and_sizes(channels):
     for ae in (ae1, ae2):
         y = ae(x)
         assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1  # sigmoid output
+    # as the authors' code builds them: AE I from [3, "average", 3] mirrored plus the output
+    # conv (5 convolutions), AE II from [3] mirrored plus the output conv (3)
     assert _params(ae1) == conv(channels, 3) + 3 * conv(3, 3) + conv(3, channels)
-    assert _params(ae2) == conv(channels, 3) + conv(3, channels)
+    assert _params(ae2) == conv(channels, 3) + conv(3, 3) + conv(3, channels)
+    convolutions = [sum(isinstance(m, nn.Conv2d) for m in ae.modules()) for ae in (ae1, ae2)]
+    assert convolutions == [5, 3]
 
 
 def test_jensen_shannon_known_values():
@@ -85,7 +89,7 @@ def test_reformer_is_differentiable_end_to_end():
 
 @pytest.fixture(scope="module")
 def quick_models(data_dir) -> tuple[nn.Module, nn.Module]:
-    """The quick profile's MNIST classifier and AE I, Chapter 3's (about 15 s on 2 cores when
+    """The quick profile's MNIST classifier and AE I, Chapter 3's (about 45 s on 2 cores when
     the course's cache does not hold them yet)."""
     with as_a_chapter_would():
         quick, cpu = profiles.get_profile("quick"), torch.device("cpu")
@@ -355,6 +359,18 @@ def test_profile_kappas_start_at_zero_and_increase(name):
     kappas = profiles.get_profile(name).magnet_kappas
     assert len(kappas) >= 2 and kappas[0] == 0
     assert all(a < b for a, b in zip(kappas[:-1], kappas[1:], strict=True))
+
+
+def test_pooled_epochs_apply_to_ae_i_only(monkeypatch):
+    keys = {}
+    monkeypatch.setattr(defenses.cache, "cached_model",
+                        lambda key, make, fit, device: keys.setdefault(key["model"], key))
+    quick = profiles.get_profile("quick")
+    for pooling in (True, False):
+        defenses.autoencoder("cifar10", quick, pooling=pooling, device=torch.device("cpu"))
+    recipe = defenses.AUTOENCODER_RECIPES["quick"]["cifar10"]
+    assert keys["magnet-ae1"]["recipe"]["epochs"] == recipe.pooled_epochs
+    assert keys["magnet-ae2"]["recipe"]["epochs"] == recipe.epochs != recipe.pooled_epochs
 
 
 @pytest.mark.parametrize("name", sorted(profiles.PROFILES))

@@ -47,6 +47,13 @@ def test_parameter_counts_by_hand():
     assert airbench_params((32, 64, 128)) == 298_016
 
 
+def test_mnist_mlp_is_fully_connected_and_counted_by_hand():
+    mlp = models.mnist_mlp()
+    assert models.parameter_count(mlp) == (784 * 512 + 512) + (512 * 512 + 512) + (512 * 10 + 10)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in mlp.modules())
+    assert mlp(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
 def test_mnist_classifier_parameter_count():
     assert models.parameter_count(models.mnist_classifier()) == magnet_mnist_params()
 

@@ -158,6 +158,18 @@ def test_binomial_standard_error_and_clear_gaps():
             results.binomial_se(*bad)
 
 
+def test_interval95_is_1_96_standard_errors_and_glued_in_points(monkeypatch):
+    assert results.interval95(0.5, 100) == pytest.approx(0.098)
+    assert results.interval95(0.9, 400) == pytest.approx(1.96 * 0.015)
+    assert results.interval95(1.0, 50) == 0.0
+    glued = {}
+    monkeypatch.setattr(results, "glue", lambda name, value: glued.update({name: value}))
+    results.glue_with_interval("acc", 0.5, 100)
+    assert glued == {"acc": 0.5, "acc_pm": pytest.approx(9.8)}
+    with pytest.raises(ValueError):
+        results.interval95(0.5, 0)
+
+
 def test_results_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv(results.RESULTS_ENV, str(tmp_path))
     assert results.results_dir() == tmp_path
@@ -216,6 +228,31 @@ def test_line_and_bar_charts():
     assert heights == pytest.approx([10, 20, 30, 40, 50, 60])
     raw = plots.bar_chart(["x"], {"a": [3.5]}, percent=False)
     assert raw.patches[0].get_height() == 3.5
+
+
+def test_charts_draw_95_percent_intervals_when_given_the_image_count():
+    ax = plots.line_chart([1, 2], {"a": [0.5, 0.9]}, "x", n=100)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() == pytest.approx(90 + 100 * 1.96 * 0.03)   # around the 90% point
+    assert band.min() == pytest.approx(50 - 9.8)                  # around the 50% point
+    assert not plots.line_chart([1, 2], {"a": [0.5, 0.9]}, "x").collections  # no n, no band
+    bars = plots.bar_chart(["x"], {"a": [0.5]}, n=100)
+    (segments,) = [c.get_segments() for c in bars.collections]   # the error bar
+    low, high = segments[0][:, 1]
+    assert (low, high) == (pytest.approx(50 - 9.8), pytest.approx(50 + 9.8))
+
+
+def test_score_histograms_draw_each_set_and_the_threshold():
+    scores = {"clean": torch.full((50,), 0.01), "attack": torch.full((50,), 0.2)}
+    ax = plots.score_histograms(scores, threshold=0.05, title="AE I, L2")
+    assert len(ax.patches) == 2 and ax.get_xscale() == "log"
+    threshold_line = [line for line in ax.get_lines() if line.get_label() == "threshold"]
+    assert list(threshold_line[0].get_xdata()) == [0.05, 0.05]
+    # all of each set's mass lies on its own side of the threshold
+    clean_x = ax.patches[0].get_path().vertices[:, 0]
+    attack_x = ax.patches[1].get_path().vertices[:, 0]
+    assert clean_x[ax.patches[0].get_path().vertices[:, 1] > 0].max() < 0.05
+    assert attack_x[ax.patches[1].get_path().vertices[:, 1] > 0].min() > 0.05
 
 
 def test_figure_png_renders_and_closes():

@@ -23,6 +23,7 @@ def _cache_files(folder):
 TINY = Profile(name="tiny",
                recipes={"mnist": TrainRecipe(train_size=300, epochs=1, batch_size=100, lr=1e-3)},
                test_size=10, attack_size=10, cw_size=10, cw_steps=5, cw_search_steps=1,
+               magnet_cw_search_steps=1,
                finetune_epochs=1, validation_size=10, detector_fpr=0.1, magnet_kappas=(0,),
                vaccine_qualities=(50,), vaccine_epochs=1, adaptive_size=10,
                adaptive_eps=(8 / 255,), adaptive_steps=(2,), eot_samples=2,
@@ -89,6 +90,20 @@ def test_a_changed_architecture_retrains(data_dir, cache_dir, monkeypatch):
     model = zoo.classifier("mnist", profile=TINY, device=cpu, progress=False)
     assert trained == [1] and isinstance(model[1], nn.GELU)
     assert len(_cache_files(cache_dir)) == 2
+
+
+def test_an_alternative_architecture_is_named_in_the_key(data_dir, cache_dir):
+    cpu = torch.device("cpu")
+    cnn = zoo.classifier("mnist", profile=TINY, device=cpu, progress=False)
+    mlp = zoo.classifier("mnist", profile=TINY, device=cpu, progress=False, architecture="mlp")
+    assert isinstance(mlp[0], nn.Flatten) and isinstance(cnn[0], nn.Conv2d)
+    assert not any(isinstance(m, nn.Conv2d) for m in mlp.modules())
+    files = _cache_files(cache_dir)
+    assert len(files) == 2 and any("mlp" in f for f in files)
+    with pytest.raises(ValueError, match="no architecture 'resnet' for 'mnist'"):
+        zoo.make_classifier("mnist", TINY, "resnet")
+    with pytest.raises(ValueError, match="known: \\[\\]"):
+        zoo.make_classifier("cifar10", TINY, "mlp")
 
 
 def test_cached_only_refuses_to_train(data_dir, cache_dir):
