@@ -320,7 +320,7 @@ TANH_SHRINK = 1e-3
 def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 1.0,
                    kappa: float = 0.0, steps: int = 100, lr: float = 0.01,
                    binary_search_steps: int = 5, targeted: bool = False,
-                   quantize: bool = False) -> Tensor:
+                   quantize: bool = False, tanh_shrink: float = TANH_SHRINK) -> Tensor:
     """Carlini-Wagner L2 (2017): minimize ``||delta||^2 + c * max(margin, -kappa)`` with Adam.
 
     The image is written as ``(tanh(w) + 1) / 2``, so it stays in [0, 1] with no clipping.
@@ -330,7 +330,8 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
     success, larger (x10 until a first success) after a failure; the smallest successful
     perturbation of any step is kept. Images never successful are returned unchanged (the
     original image), so ``l2_norms(adv, images) == 0`` marks a failure.
-    ``quantize=True`` may undo a success.
+    ``quantize=True`` may undo a success. ``tanh_shrink``: how far the start is pulled in from
+    0 and 1 before atanh (see ``TANH_SHRINK``; 1e-6 reproduces the reference code).
     """
     x, y = check_inputs(model, images, labels)
     check_positive_int("steps", steps)
@@ -339,7 +340,9 @@ def carlini_wagner(model: nn.Module, images: Tensor, labels: Tensor, c: float = 
         raise ValueError(f"need c > 0, lr > 0 and kappa >= 0, got c={c}, lr={lr}, "
                          f"kappa={kappa}")
     n = len(x)
-    w_start = torch.atanh((2 * x - 1) * (1 - TANH_SHRINK))  # atanh(+-1) is infinite
+    if not 0 < tanh_shrink < 1:
+        raise ValueError(f"tanh_shrink must be in (0, 1), got {tanh_shrink}")
+    w_start = torch.atanh((2 * x - 1) * (1 - tanh_shrink))  # atanh(+-1) is infinite
     const = torch.full((n,), float(c), device=x.device, dtype=x.dtype)
     lower, upper = torch.zeros_like(const), torch.full_like(const, math.inf)
     best_l2, best_adv = torch.full_like(const, math.inf), x.clone()

@@ -213,7 +213,12 @@ def test_carlini_wagner_moves_black_pixels_in_a_short_run():
     adv = carlini_wagner(model, x, y, c=10.0, lr=0.1, steps=60, binary_search_steps=3)
     assert success_rate(model, adv, y) == 1.0
     assert (l2_norms(adv, x) >= d - 1e-4).all()   # nothing beats the exact minimum
-    assert (l2_norms(adv, x) <= 1.05 * d).all()   # a short run gets close (1e-6: 1.12 d)
+    assert (l2_norms(adv, x) <= 1.05 * d).all()   # a short run gets close ...
+    frozen = carlini_wagner(model, x, y, c=10.0, lr=0.1, steps=60, binary_search_steps=3,
+                            tanh_shrink=1e-6)   # ... which the reference code's start does not
+    assert (l2_norms(frozen, x) > 1.1 * d).all()
+    with pytest.raises(ValueError, match="tanh_shrink"):
+        carlini_wagner(model, x, y, tanh_shrink=0.0)
 
 
 def test_carlini_wagner_confidence_and_targets():

@@ -24,8 +24,12 @@ NOTEBOOKS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 # (a budget, a threshold rule) and figures quoted from papers (each with its source nearby).
 # Everything else that looks measured (see MEASURED) must come from a glue role.
 TYPED_NUMBERS: dict[str, dict[str, str]] = {
-    "01_distribution_shift": {},
+    "01_distribution_shift": {
+        "95%": "the confidence level of the intervals quoted, a setting",
+    },
     "02_adversarial_examples": {
+        "95%": "the confidence level of the intervals drawn, a setting",
+        "0.01": "Carlini-Wagner's learning rate (the CW paper's), a setting",
         "3%": "the budget 8/255 as a share of the pixel range, a setting",
         "0.02": "DeepFool's customary overshoot, a setting",
         "0.05": "an MNIST attack budget (eps), a setting",
@@ -34,6 +38,8 @@ TYPED_NUMBERS: dict[str, dict[str, str]] = {
         "0.0039": "1/255, one step of an 8-bit image, a constant",
     },
     "03_magnet_reformer": {
+        "90%": "the attack success a Carlini-Wagner point needs to be drawn, a setting",
+        "95%": "the confidence level of the intervals drawn, a setting",
         "0.1": "noise std of MNIST's denoising training and of the noisy-digit figure, "
                "and Carlini-Wagner's Adam step: settings",
         "0.025": "noise std of CIFAR-10's denoising training, a setting",

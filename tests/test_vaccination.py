@@ -30,8 +30,8 @@ def test_vaccinated_training_feeds_the_model_compressed_images(data_dir, cache_d
     monkeypatch.setattr(transforms, "jpeg", recording_jpeg)  # what jpeg_at calls
     real_make = zoo.make_classifier
 
-    def make_recording(dataset, profile):
-        model = real_make(dataset, profile)
+    def make_recording(dataset, profile, architecture=None):
+        model = real_make(dataset, profile, architecture)
         model.register_forward_pre_hook(
             lambda module, args: seen.append(args[0].detach().clone()) if module.training
             else None)
