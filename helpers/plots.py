@@ -112,9 +112,9 @@ def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]],
         _, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(groups)), 3.5))
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
+        errors = _band(values, n) if n and percent else None
         values = [100 * v for v in values] if percent else list(values)
         positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        errors = _band([v / 100 for v in values], n) if n and percent else None
         ax.bar(positions, values, width=width, label=label, yerr=errors, capsize=2)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     return _label_axes(ax, ylabel, title, percent)
