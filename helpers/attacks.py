@@ -301,6 +301,75 @@ def deepfool(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
     return _finish(adv, quantize)
 
 
+def survive_rounding(model: nn.Module, images: Tensor, labels: Tensor, adversarial: Tensor,
+                     max_scale: float = 64.0, search_steps: int = 8) -> Tensor:
+    """A float attack made into an 8-bit image that ``model`` still misclassifies.
+
+    Rounding a minimal attack's output (DeepFool, Carlini-Wagner) to the 8-bit grid undoes
+    most of it: it stops just past the boundary. This keeps the attack's perturbation d and
+    finds, image by image, the smallest scale s for which ``quantize(x + s * d)`` is
+    misclassified: doubling s from 1 until it fools the model (up to ``max_scale``), then
+    ``search_steps`` bisections between the largest scale known to fail and the smallest known
+    to fool. The output lies on the 8-bit grid, and every image that differs from
+    ``quantize(images)`` is misclassified by ``model`` (checked on the image returned). Images
+    no scale up to ``max_scale`` makes fool come back as ``quantize(images)``; images already
+    misclassified come back unchanged. Runs in chunks of images (:mod:`helpers.batching`).
+    """
+    if not max_scale >= 1:
+        raise ValueError(f"max_scale must be >= 1 (1: the attack's own size), got {max_scale}")
+    check_positive_int("search_steps", search_steps)
+    x, y = check_inputs(model, images, labels)
+    if adversarial.shape != x.shape:
+        raise ValueError(f"adversarial images have shape {tuple(adversarial.shape)}, the "
+                         f"images {tuple(x.shape)}")
+    size = batching.chunk_size(model, x.device)
+    return batching.in_chunks(
+        lambda *chunk: _survive_rounding(model, *chunk, max_scale, search_steps),
+        size, x, y, adversarial.to(x.device))
+
+
+def _survive_rounding(model: nn.Module, x: Tensor, y: Tensor, adversarial: Tensor,
+                      max_scale: float, search_steps: int) -> Tensor:
+    direction = adversarial - x
+
+    def candidate(scale: Tensor, index: Tensor) -> Tensor:
+        return quantize((x[index] + scale.view(-1, 1, 1, 1) * direction[index]).clamp(0, 1))
+
+    def fools(scale: Tensor, index: Tensor) -> Tensor:
+        return model(candidate(scale, index)).argmax(1) != y[index]
+
+    with eval_mode(model), torch.no_grad():
+        wrong = model(x).argmax(1) != y
+        moved = direction.flatten(1).abs().amax(1) > 0
+        low = torch.zeros(len(x), device=x.device)  # fails (s = 0: the clean image)
+        high = torch.full_like(low, math.inf)  # fools
+        index, scale = (moved & ~wrong).nonzero().squeeze(1), 1.0
+        while len(index) and scale <= max_scale:  # double until it fools
+            hit = fools(torch.full((len(index),), scale, device=x.device), index)
+            high[index[hit]], low[index[~hit]] = scale, scale
+            index, scale = index[~hit], scale * 2
+        found = torch.isfinite(high).nonzero().squeeze(1)
+        for _ in range(search_steps if len(found) else 0):  # bisect: high always fools
+            middle = (low[found] + high[found]) / 2
+            hit = fools(middle, found)
+            high[found[hit]], low[found[~hit]] = middle[hit], middle[~hit]
+        adv = quantize(x)
+        adv[found] = candidate(high[found], found)
+        adv[wrong] = x[wrong]
+    return adv.detach()
+
+
+def deepfool_8bit(model: nn.Module, images: Tensor, labels: Tensor, steps: int = 50,
+                  overshoot: float = 0.02, num_candidates: int = 10, max_scale: float = 64.0,
+                  search_steps: int = 8) -> Tensor:
+    """DeepFool whose output is an 8-bit image the model still misclassifies: what an attacker
+    who must submit an image file does with DeepFool (:func:`survive_rounding` of
+    :func:`deepfool`'s output)."""
+    adversarial = deepfool(model, images, labels, steps=steps, overshoot=overshoot,
+                           num_candidates=num_candidates)
+    return survive_rounding(model, images, labels, adversarial, max_scale, search_steps)
+
+
 def _cw_margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     """How far from success, per image: ``z_label - max other`` (``max other - z_target``)."""
     label_logit = logits.gather(1, labels[:, None]).squeeze(1)

@@ -3,6 +3,7 @@
 Chapters 4-6 ask the same question many times: made with these attacks, cleaned by these
 input transformations, how many images does the model still get right? ``accuracy_table``
 answers it for every (attack, defense) pair on the same images, so rows and columns compare;
+``success_table`` counts attack success there, on the images the defense itself gets right;
 ``scoreboard`` does the same for defenses that may reject an input, and ``adaptive_scoreboard``
 sums up Chapter 6. Nothing here attacks (:mod:`helpers.attacks`) or times
 (:mod:`helpers.timing`): these functions only score.
@@ -10,6 +11,7 @@ sums up Chapter 6. Nothing here attacks (:mod:`helpers.attacks`) or times
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -38,6 +40,45 @@ def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return {name: {label: train.evaluate(model, adv, labels, transform=defense)
                    for label, defense in defenses.items()}
             for name, adv in rows.items()}
+
+
+def success_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  adversarial: Mapping[str, torch.Tensor],
+                  defenses: Mapping[str, ImageFunction | None]) -> pd.DataFrame:
+    """Each attack's success behind each defense, counted two ways on the same images.
+
+    Indexed by ``(attack, defense)``; ``defenses`` maps names to transforms applied before
+    ``model`` (``None``: none). Columns:
+
+    * ``success``: among the images that the bare model *and* the defended model classify
+      correctly when clean, the share whose adversarial version the defended model gets wrong.
+      The defense's own mistakes on clean images are not counted as the attack's successes.
+    * ``success (all)``: among the images the bare model gets right, the share the defended
+      model gets wrong after the attack: the usual "attack success rate", which charges the
+      defense's clean-image mistakes to the attack.
+    * ``images`` and ``images (all)``: how many images each rate is over.
+    """
+    predict = functools.partial(train.predict, model)
+    bare_right = predict(images).argmax(1) == labels
+    rows = []
+    for defense, transform in defenses.items():
+        both_right = bare_right & (predict(images, transform=transform).argmax(1) == labels)
+        for attack, adv in adversarial.items():
+            if adv.shape != images.shape:
+                raise ValueError(f"adversarial images {attack!r} have shape "
+                                 f"{tuple(adv.shape)}, the clean images {tuple(images.shape)}")
+            fooled = predict(adv, transform=transform).argmax(1) != labels
+            rows.append({"attack": attack, "defense": defense,
+                         "success": _share(fooled, both_right),
+                         "success (all)": _share(fooled, bare_right),
+                         "images": int(both_right.sum()), "images (all)": int(bare_right.sum())})
+    return pd.DataFrame(rows).set_index(["attack", "defense"])
+
+
+def _share(hit: torch.Tensor, among: torch.Tensor) -> float:
+    """The share of ``among`` that ``hit`` marks (NaN for none)."""
+    count = int(among.sum())
+    return (hit & among).sum().item() / count if count else math.nan
 
 
 # A defense as the scoreboard sees it: images -> (predicted labels, rejected or None)

@@ -3,7 +3,11 @@
 ``jpeg(images, quality)`` encodes and decodes a whole batch through torchvision's libjpeg
 bindings (nvjpeg on a GPU). On the CPU the result is bit-identical to Pillow's encoder and
 decoder at the same quality with 4:2:0 chroma subsampling (Pillow's default), which the tests
-check image by image. ``encoded_sizes`` gives the file size of each image.
+check image by image. ``jpeg(images, quality, subsampling="4:4:4")`` keeps every colour sample
+(Pillow's ``subsampling=0``): torchvision cannot, so the batch is tiled into one mosaic that
+Pillow codes in a single call, which is exact because at 4:4:4 every 8x8 block is coded on its
+own. ``chroma_subsampled`` applies 4:2:0 alone, with no quantization, to tell the two lossy
+steps apart. ``encoded_sizes`` gives the file size of each image.
 
 The rest rebuilds the codec from its steps as plain, batched tensor functions, so a chapter
 can show what JPEG throws away and an attack can differentiate through it: colour conversion
@@ -15,14 +19,17 @@ information apart from the subsampling) and the way back. ``jpeg_differentiable`
 
 from __future__ import annotations
 
+import io
 import math
 import numbers
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from .images import check_images, to_uint8
+from .images import check_images, quantize, to_uint8
 
 
 def check_quality(quality: int) -> int:
@@ -43,27 +50,89 @@ def check_jpeg_input(images: torch.Tensor, quality: int) -> int:
     return quality
 
 
+# Chroma subsampling: 4:2:0 keeps one colour sample per 2x2 pixels (libjpeg's and Pillow's
+# default), 4:4:4 keeps them all. Pillow calls them subsampling=2 and subsampling=0.
+SUBSAMPLINGS = ("4:2:0", "4:4:4")
+
+
+def check_subsampling(subsampling: str) -> str:
+    if subsampling not in SUBSAMPLINGS:
+        raise ValueError(f"subsampling must be one of {SUBSAMPLINGS} ('4:2:0': colour at half "
+                         f"resolution, JPEG's default; '4:4:4': none), got {subsampling!r}.")
+    return subsampling
+
+
 def _check_three_channels(images: torch.Tensor) -> None:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"colour conversion needs an N x 3 x H x W batch, "
                          f"got shape {tuple(images.shape)}.")
 
 
-def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
+def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """Compress and decompress a float batch in [0, 1] (grayscale or RGB) at ``quality``.
 
-    Returns float images in [0, 1] on the input's device. Not differentiable: use
+    ``subsampling`` is ``"4:2:0"`` (colour at half resolution: the default of libjpeg, Pillow
+    and torchvision) or ``"4:4:4"`` (every colour sample kept); grayscale has no colour to
+    subsample. Returns float images in [0, 1] on the input's device. Not differentiable: use
     ``jpeg_differentiable`` when an attack must see through it.
     """
     quality = check_jpeg_input(images, quality)
+    check_subsampling(subsampling)
     if len(images) == 0:
         return images.clone()
+    if subsampling == "4:4:4" and images.shape[1] == 3:
+        return _jpeg_444_mosaic(to_uint8(images.detach()).cpu(), quality).to(
+            images.device, images.dtype).div_(255)
     # encode on the CPU (libjpeg, the bit-exact reference); decode on the images' device
     # (nvjpeg on a GPU), which takes CPU bytes
     pixels = to_uint8(images.detach()).cpu()
     encoded = encode_jpeg(list(pixels), quality=quality)
     decoded = decode_jpeg(encoded, device=images.device)
     return torch.stack(decoded).to(images.dtype).div_(255)
+
+
+def _jpeg_444_mosaic(pixels: torch.Tensor, quality: int) -> torch.Tensor:
+    """4:4:4 JPEG of a uint8 N x 3 x H x W batch through Pillow, as one mosaic image.
+
+    Without subsampling libjpeg codes each 8x8 block of each channel on its own (the colour
+    conversion is per pixel, and the decoder has no upsampling to mix neighbours), so a mosaic
+    of images padded to multiples of 8 by repeating their edges, as libjpeg pads, decodes to
+    exactly the images Pillow gives one by one (tested at every quality). One encoder call for
+    the batch instead of a Python loop over images.
+    """
+    n, c, h, w = pixels.shape
+    padded = pad_to_multiple(pixels.float(), 8).to(torch.uint8)
+    h8, w8 = padded.shape[-2:]
+    columns = max(1, min(n, 65_000 // w8, math.ceil(math.sqrt(n * h8 / w8))))
+    rows = math.ceil(n / columns)
+    tiles = torch.cat([padded, padded.new_zeros(rows * columns - n, c, h8, w8)])
+    mosaic = tiles.reshape(rows, columns, c, h8, w8).permute(0, 3, 1, 4, 2)
+    buffer = io.BytesIO()
+    Image.fromarray(mosaic.reshape(rows * h8, columns * w8, c).numpy()).save(
+        buffer, format="JPEG", quality=quality, subsampling=0)
+    with Image.open(buffer) as decoded:
+        out = torch.from_numpy(np.asarray(decoded).copy())
+    out = out.reshape(rows, h8, columns, w8, c).permute(0, 2, 4, 1, 3)
+    return out.reshape(rows * columns, c, h8, w8)[:n, :, :h, :w]
+
+
+def chroma_subsampled(images: torch.Tensor) -> torch.Tensor:
+    """4:2:0 chroma subsampling alone, as a JPEG codec does it, with no quantization.
+
+    RGB to YCbCr, the colour channels averaged over 2x2 squares and brought back with the
+    decoder's upsampling, back to RGB, rounded to the 8-bit grid: what JPEG's subsampling
+    throws away, without the DCT step. Float arithmetic, so within a level or so of what
+    libjpeg's integer arithmetic would give. Grayscale images come back only rounded.
+    """
+    check_images(images)
+    if images.shape[1] == 1:
+        return quantize(images)
+    _check_three_channels(images)
+    h, w = images.shape[-2:]
+    ycbcr = rgb_to_ycbcr(pad_to_multiple(images, 2))
+    chroma = upsample_chroma(subsample_chroma(ycbcr[:, 1:]))
+    rgb = ycbcr_to_rgb(torch.cat([ycbcr[:, :1], chroma], dim=1))[..., :h, :w]
+    return quantize(rgb.clamp(0, 1))
 
 
 def encoded_sizes(images: torch.Tensor, quality: int) -> torch.Tensor:
@@ -242,21 +311,23 @@ def quantize_blocks(channels: torch.Tensor, table: torch.Tensor,
     """JPEG's lossy step on channels in [0, 1] (sides multiples of 8), back to pixels.
 
     Each block's DCT coefficients (of 0..255 values centred on 0) are rounded to multiples of
-    the 8x8 ``table``. The result is not clamped.
+    the 8x8 ``table`` (or of one table per channel, stacked C x 8 x 8). Not clamped.
     """
     h, w = channels.shape[-2:]
-    steps = table.to(channels.device, channels.dtype).repeat(h // 8, w // 8)
+    table = table.to(channels.device, channels.dtype)  # 8 x 8, or C x 8 x 8: one per channel
+    steps = table.repeat(*[1] * (table.ndim - 2), h // 8, w // 8)
     coefficients = block_dct(channels * 255 - 128)
     return (block_idct(rounding(coefficients / steps) * steps) + 128) / 255
 
 
-def jpeg_differentiable(images: torch.Tensor, quality: int,
-                        rounding: str = "cubic") -> torch.Tensor:
+def jpeg_differentiable(images: torch.Tensor, quality: int, rounding: str = "cubic",
+                        subsampling: str = "4:2:0") -> torch.Tensor:
     """A JPEG round trip made of differentiable tensor operations, close to ``jpeg``.
 
     The same steps as libjpeg at 4:2:0 (grayscale: luma only): YCbCr, chroma subsampling,
     8x8 DCT, rounding to multiples of the quality's tables, inverse DCT, upsampling, RGB,
-    clamped to [0, 1]. Rounding is ``"cubic"`` (Shin & Song 2017) or ``"straight-through"``.
+    clamped to [0, 1]; ``subsampling="4:4:4"`` skips the subsampling, as ``jpeg`` does.
+    Rounding is ``"cubic"`` (Shin & Song 2017) or ``"straight-through"``.
     It works on any device and keeps the graph for attacks. It does not copy the codec's
     integer arithmetic or round its output to 8 bits, so it differs from ``jpeg`` a little.
     Measured against ``jpeg`` on 256 CIFAR-10 and 256 MNIST test images (CPU, torchvision
@@ -279,6 +350,7 @@ def jpeg_differentiable(images: torch.Tensor, quality: int,
     gaps only: whether a model predicts the same on both outputs is not measured here.
     """
     check_jpeg_input(images, quality)
+    check_subsampling(subsampling)
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {sorted(ROUNDINGS)}, got {rounding!r}.")
     if len(images) == 0:
@@ -289,6 +361,10 @@ def jpeg_differentiable(images: torch.Tensor, quality: int,
     if images.shape[1] == 1:
         luma = quantize_blocks(pad_to_multiple(images, 8), luma_table, round_)
         return luma[..., :h, :w].clamp(0, 1)
+    if subsampling == "4:4:4":
+        ycbcr = quantize_blocks(rgb_to_ycbcr(pad_to_multiple(images, 8)),
+                                torch.stack([luma_table, chroma_table, chroma_table]), round_)
+        return ycbcr_to_rgb(ycbcr[..., :h, :w]).clamp(0, 1)
     ycbcr = rgb_to_ycbcr(pad_to_multiple(images, 16))
     luma = quantize_blocks(ycbcr[:, :1], luma_table, round_)
     chroma = quantize_blocks(subsample_chroma(ycbcr[:, 1:]), chroma_table, round_)

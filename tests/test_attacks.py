@@ -13,12 +13,14 @@ from helpers import attacks, cache, models, train
 from helpers.attacks import (
     carlini_wagner,
     deepfool,
+    deepfool_8bit,
     fgsm,
     l2_norms,
     linf_norms,
     pgd,
     quantize,
     success_rate,
+    survive_rounding,
 )
 
 ATTACKS = {
@@ -188,6 +190,60 @@ def test_deepfool_batch_equals_one_by_one_and_skips_misclassified(mnist):
     assert success_rate(model, batch[1:], y[1:]) == 1.0
     # far smaller than the L-inf attacks' perturbations
     assert l2_norms(batch, x).max() < l2_norms(fgsm(model, x, y, eps=0.1), x).min()
+
+
+def test_deepfool_8bit_is_near_minimal_on_a_binary_linear_model():
+    """Along DeepFool's exact direction the smallest fooling grid point lies within the
+    rounding (half a level a pixel: sqrt(16) / 2 / 255 in L2) and the bisection's slack of the
+    exact distance, and never nearer than the exact distance."""
+    model, x, y, d_min, _ = linear_problem(2)
+    x = quantize(x)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        d_min = (model(x) @ torch.tensor([1.0, -1.0])).abs() / (
+            model[1].weight[0] - model[1].weight[1]).norm()
+    adv = deepfool_8bit(model, x, y, overshoot=0.0)
+    assert on_grid(adv) and success_rate(model, adv, y) == 1.0
+    distance = l2_norms(adv, x)
+    assert (distance >= d_min - 1e-6).all()
+    assert (distance <= 1.01 * d_min + 4 / 2 / 255 + 1e-6).all(), distance / d_min
+
+
+def test_deepfool_8bit_survives_rounding_where_deepfool_does_not(mnist):
+    """On a trained model: the output is on the 8-bit grid, every image it changed is
+    misclassified, it fools every image DeepFool fooled, while DeepFool rounded to 8 bits
+    loses some, and it is barely larger than DeepFool's float perturbation."""
+    model, x, y = mnist
+    x, y = x[:100], y[:100].clone()
+    y[0] = (model(x[:1]).argmax(1).item() + 1) % 10  # already misclassified: left alone
+    float_adv = deepfool(model, x, y)
+    adv = deepfool_8bit(model, x, y)
+    assert on_grid(adv) and adv.min() >= 0 and adv.max() <= 1
+    assert torch.equal(adv[0], x[0])
+    with torch.no_grad():
+        changed = (adv != quantize(x)).flatten(1).any(1)
+        assert (model(adv[changed]).argmax(1) != y[changed]).all()
+        fooled = model(float_adv).argmax(1) != y
+        assert (model(adv[fooled]).argmax(1) != y[fooled]).all()  # wherever DeepFool did
+        moved = fooled & (model(x).argmax(1) == y)  # not the ones already misclassified
+    assert fooled.float().mean() > 0.95
+    rounded = success_rate(model, quantize(float_adv), y)
+    assert rounded < fooled.float().mean() - 0.05  # plain rounding undoes some
+    ratio = l2_norms(adv[moved], x[moved]) / l2_norms(float_adv[moved], x[moved])
+    assert ratio.median() < 1.3, ratio.median()
+    # the same through survive_rounding, in chunks of any size
+    assert torch.equal(survive_rounding(model, x, y, float_adv), adv)
+
+
+def test_survive_rounding_leaves_unfoolable_images_rounded():
+    """A perturbation that no scale makes fool (here: none at all) returns the rounded image."""
+    model, x, y, _, _ = linear_problem(3)
+    out = survive_rounding(model, x, y, x.clone())
+    assert torch.equal(out, quantize(x))
+    with pytest.raises(ValueError, match="max_scale"):
+        survive_rounding(model, x, y, x, max_scale=0.5)
+    with pytest.raises(ValueError, match="shape"):
+        survive_rounding(model, x, y, x[:2])
 
 
 def test_carlini_wagner_is_close_to_minimal_on_linear_model():
@@ -400,8 +456,8 @@ def test_bad_parameters_raise():
 
 
 def test_public_api():
-    for name in ("fgsm", "pgd", "deepfool", "carlini_wagner", "quantize", "success_rate",
-                 "l2_norms", "linf_norms"):
+    for name in ("fgsm", "pgd", "deepfool", "deepfool_8bit", "survive_rounding",
+                 "carlini_wagner", "quantize", "success_rate", "l2_norms", "linf_norms"):
         assert callable(getattr(attacks, name))
 
 

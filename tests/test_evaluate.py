@@ -41,6 +41,27 @@ def test_accuracy_table_refuses_mismatched_shapes():
         evaluate.accuracy_table(_SignOfMean(), images, labels, {"bad": images[:2]}, {"none": None})
 
 
+def test_success_table_does_not_charge_the_defenses_own_mistakes_to_the_attack():
+    """Five images; the bare model misclassifies the last. The 'grey' defense maps every image
+    to class 0, so it is right on the two class-0 clean images only: conditioned on those,
+    an attack cannot fool it (0%), while counted over every image the bare model gets right
+    it 'succeeds' on the class-1 images it never got right (2 of 4)."""
+    images = torch.tensor([0.2, 0.4, 0.6, 0.8, 0.7]).view(5, 1, 1, 1).expand(5, 1, 4, 4)
+    images = images.clone()
+    labels = torch.tensor([0, 0, 1, 1, 0])
+    adversarial = {"flip": 1 - images, "none": images.clone()}
+    table = evaluate.success_table(_SignOfMean(), images, labels, adversarial,
+                                   {"bare": None, "grey": lambda x: torch.full_like(x, 0.25)})
+    bare, grey = table.xs("bare", level="defense"), table.xs("grey", level="defense")
+    assert bare.loc["flip", "success"] == 1.0 and bare.loc["none", "success"] == 0.0
+    assert bare.loc["flip", "images"] == bare.loc["flip", "images (all)"] == 4
+    assert grey.loc["flip", "success"] == 0.0 and grey.loc["flip", "images"] == 2
+    assert grey.loc["flip", "success (all)"] == 0.5 and grey.loc["flip", "images (all)"] == 4
+    with pytest.raises(ValueError, match="shape"):
+        evaluate.success_table(_SignOfMean(), images, labels, {"bad": images[:2]},
+                               {"none": None})
+
+
 def test_scoreboard_measures_every_defense_on_every_set_and_counts_rejections():
     images = torch.tensor([0.2, 0.4, 0.6, 0.8]).view(4, 1, 1, 1).expand(4, 1, 4, 4).clone()
     labels = torch.tensor([0, 0, 1, 1])

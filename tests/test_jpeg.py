@@ -21,6 +21,8 @@ from helpers.jpeg import (
     block_dct,
     block_idct,
     check_images,
+    check_subsampling,
+    chroma_subsampled,
     check_quality,
     cubic_round,
     encoded_sizes,
@@ -42,14 +44,14 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 QUALITIES = [10, 50, 75, 95, 100]
 
 
-def pillow_jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """The reference: each image through Pillow's encoder (default 4:2:0) and decoder."""
+def pillow_jpeg(images: torch.Tensor, quality: int, subsampling: int = -1) -> torch.Tensor:
+    """The reference: each image through Pillow's encoder (default -1: 4:2:0) and decoder."""
     out = []
     for image in to_uint8(images):
         pixels = image.permute(1, 2, 0).numpy()
         picture = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
         buffer = io.BytesIO()
-        picture.save(buffer, format="JPEG", quality=quality)
+        picture.save(buffer, format="JPEG", quality=quality, subsampling=subsampling)
         buffer.seek(0)
         with Image.open(buffer) as decoded:
             assert decoded.mode == ("L" if pixels.shape[2] == 1 else "RGB")
@@ -76,6 +78,68 @@ def test_bit_identical_to_pillow_odd_sizes():
     assert torch.equal(jpeg(x, 60), pillow_jpeg(x, 60))
     gray = torch.rand(2, 1, 5, 31, generator=torch.Generator().manual_seed(1))
     assert torch.equal(jpeg(gray, 60), pillow_jpeg(gray, 60))
+
+
+def test_both_subsamplings_bit_identical_to_pillow_at_every_quality(cifar_test):
+    """4:2:0 against Pillow's subsampling=2 and 4:4:4 (the mosaic) against subsampling=0, at
+    every quality 1-100, on real images, a batch that does not tile a square and odd sizes."""
+    generator = torch.Generator().manual_seed(2)
+    batches = [cifar_test[0][:13], torch.rand(3, 3, 17, 9, generator=generator),
+               torch.rand(2, 3, 8, 40, generator=generator)]
+    for quality in range(1, 101):
+        for x in batches:
+            assert torch.equal(jpeg(x, quality, "4:2:0"), pillow_jpeg(x, quality, 2)), quality
+            assert torch.equal(jpeg(x, quality, "4:4:4"), pillow_jpeg(x, quality, 0)), quality
+
+
+def test_subsampling_4_4_4_keeps_more_colour_and_leaves_gray_alone(cifar_test, mnist_test):
+    x = cifar_test[0][:64]
+    for quality, ratio in ((100, 0.5), (75, 0.9)):  # measured 0.22 and 0.83
+        error_420 = (jpeg(x, quality, "4:2:0") - x).abs().mean()
+        error_444 = (jpeg(x, quality, "4:4:4") - x).abs().mean()
+        assert error_444 < ratio * error_420, quality
+    gray = mnist_test[0][:16]  # one channel: nothing to subsample
+    assert torch.equal(jpeg(gray, 50, "4:4:4"), jpeg(gray, 50, "4:2:0"))
+
+
+def test_unknown_subsampling_raises_and_says_what_to_use(cifar_test):
+    for bad in ("4:2:2", 2, None):
+        for call in (lambda: jpeg(cifar_test[0][:2], 75, bad),
+                     lambda: jpeg_differentiable(cifar_test[0][:2], 75, subsampling=bad),
+                     lambda: check_subsampling(bad)):
+            with pytest.raises(ValueError, match="4:4:4"):
+                call()
+
+
+def test_chroma_subsampling_alone(cifar_test, mnist_test):
+    """4:2:0 without quantization: on the 8-bit grid, the brightness kept, the colour at half
+    resolution (a flat colour survives exactly), and close to JPEG at quality 100 (whose
+    quantization steps are all 1)."""
+    x = cifar_test[0][:64]
+    out = chroma_subsampled(x)
+    assert out.shape == x.shape
+    assert torch.equal(out, to_uint8(out).float() / 255)
+    luma_change = (rgb_to_ycbcr(out)[:, 0] - rgb_to_ycbcr(x)[:, 0]).abs()
+    assert luma_change.mean() < 0.5 / 255  # rounding, and clamping colours out of range
+    assert (out - x).abs().mean() > 1 / 255  # the colour did change
+    assert (out - jpeg(x, 100)).abs().mean() < 0.7 / 255  # measured 0.52 / 255
+    flat = torch.tensor([0.8, 0.4, 0.2]).view(1, 3, 1, 1).expand(2, 3, 9, 7).contiguous()
+    assert torch.allclose(chroma_subsampled(flat), to_uint8(flat).float() / 255)
+    gray = mnist_test[0][:8]
+    assert torch.equal(chroma_subsampled(gray), gray)  # nothing to subsample
+
+
+@pytest.mark.parametrize("rounding", sorted(ROUNDINGS))
+def test_differentiable_without_subsampling_is_close_to_the_real_codec(cifar_test, rounding):
+    """4:4:4: the same bounds as 4:2:0 (measured largest pixel 40/255 from quality 20 up; at
+    quality 10 straight-through rounding reaches 64/255, which is why 10 is left out)."""
+    x = cifar_test[0]
+    for quality in (20, 50, 75, 100):
+        real = jpeg(x, quality, "4:4:4")
+        gap = (jpeg_differentiable(x, quality, rounding, "4:4:4") - real).abs()
+        assert gap.mean() <= DIFFERENTIABLE_MEAN_GAP[rounding], (quality, gap.mean() * 255)
+        assert gap.max() <= DIFFERENTIABLE_MAX_GAP, (quality, gap.max() * 255)
+        assert gap.mean() < 0.5 * (jpeg(x, quality) - real).abs().mean() + 1 / 255
 
 
 @pytest.mark.parametrize("batch", [0, 1, 2, 7])
