@@ -3,7 +3,8 @@
 Chapters 4-6 ask the same question many times: made with these attacks, cleaned by these
 input transformations, how many images does the model still get right? ``accuracy_table``
 answers it for every (attack, defense) pair on the same images, so rows and columns compare;
-``success_table`` counts attack success there, on the images the defense itself gets right;
+``predicted_labels``, ``accuracies`` and ``success_table`` answer it from one set of
+predictions and also count attack success on the images the defense itself gets right;
 ``scoreboard`` does the same for defenses that may reject an input, and ``adaptive_scoreboard``
 sums up Chapter 6. Nothing here attacks (:mod:`helpers.attacks`) or times
 (:mod:`helpers.timing`): these functions only score.
@@ -11,7 +12,6 @@ sums up Chapter 6. Nothing here attacks (:mod:`helpers.attacks`) or times
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 
@@ -42,13 +42,37 @@ def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             for name, adv in rows.items()}
 
 
-def success_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  adversarial: Mapping[str, torch.Tensor],
-                  defenses: Mapping[str, ImageFunction | None]) -> pd.DataFrame:
+def predicted_labels(model: nn.Module, image_sets: Mapping[str, torch.Tensor],
+                     defenses: Mapping[str, ImageFunction | None]
+                     ) -> dict[tuple[str, str], torch.Tensor]:
+    """``predicted[(images, defense)]``: ``model``'s labels for every named set of images
+    behind every defense (``None``: no transform). One forward pass each, so accuracies and
+    success rates can all be computed from the same predictions."""
+    shapes = {tuple(images.shape) for images in image_sets.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"every set must hold the same images, attacked or not; got shapes "
+                         f"{sorted(shapes)}")
+    return {(name, defense): train.predict(model, images, transform=transform).argmax(1)
+            for name, images in image_sets.items() for defense, transform in defenses.items()}
+
+
+def accuracies(predicted: Mapping[tuple[str, str], torch.Tensor], labels: torch.Tensor
+               ) -> dict[str, dict[str, float]]:
+    """``table[images][defense]``: accuracy from :func:`predicted_labels`' predictions (the
+    layout of :func:`accuracy_table`)."""
+    table: dict[str, dict[str, float]] = {}
+    for (name, defense), labels_predicted in predicted.items():
+        table.setdefault(name, {})[defense] = (labels_predicted == labels).float().mean().item()
+    return table
+
+
+def success_table(predicted: Mapping[tuple[str, str], torch.Tensor], labels: torch.Tensor,
+                  bare: str, clean: str = "clean") -> pd.DataFrame:
     """Each attack's success behind each defense, counted two ways on the same images.
 
-    Indexed by ``(attack, defense)``; ``defenses`` maps names to transforms applied before
-    ``model`` (``None``: none). Columns:
+    ``predicted`` is :func:`predicted_labels`'s output; ``bare`` names its defense that does
+    nothing and ``clean`` its set of clean images. Indexed by ``(attack, defense)`` for every
+    other set and every defense. Columns:
 
     * ``success``: among the images that the bare model *and* the defended model classify
       correctly when clean, the share whose adversarial version the defended model gets wrong.
@@ -58,20 +82,23 @@ def success_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
       defense's clean-image mistakes to the attack.
     * ``images`` and ``images (all)``: how many images each rate is over.
     """
-    predict = functools.partial(train.predict, model)
-    bare_right = predict(images).argmax(1) == labels
+    sets = list(dict.fromkeys(name for name, _ in predicted))
+    defenses = list(dict.fromkeys(defense for _, defense in predicted))
+    if (clean, bare) not in predicted:
+        raise KeyError(f"no predictions for the clean images {clean!r} without a defense "
+                       f"{bare!r}; sets: {sets}, defenses: {defenses}")
+    bare_right = predicted[(clean, bare)] == labels
     rows = []
-    for defense, transform in defenses.items():
-        both_right = bare_right & (predict(images, transform=transform).argmax(1) == labels)
-        for attack, adv in adversarial.items():
-            if adv.shape != images.shape:
-                raise ValueError(f"adversarial images {attack!r} have shape "
-                                 f"{tuple(adv.shape)}, the clean images {tuple(images.shape)}")
-            fooled = predict(adv, transform=transform).argmax(1) != labels
-            rows.append({"attack": attack, "defense": defense,
-                         "success": _share(fooled, both_right),
-                         "success (all)": _share(fooled, bare_right),
-                         "images": int(both_right.sum()), "images (all)": int(bare_right.sum())})
+    for defense in defenses:
+        both_right = bare_right & (predicted[(clean, defense)] == labels)
+        for attack in sets:
+            if attack != clean:
+                fooled = predicted[(attack, defense)] != labels
+                rows.append({"attack": attack, "defense": defense,
+                             "success": _share(fooled, both_right),
+                             "success (all)": _share(fooled, bare_right),
+                             "images": int(both_right.sum()),
+                             "images (all)": int(bare_right.sum())})
     return pd.DataFrame(rows).set_index(["attack", "defense"])
 
 

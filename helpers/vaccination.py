@@ -9,9 +9,15 @@ Every comparison here is built so one factor changes at a time:
 * the **original** model (seed 0) is the one the oblivious attacker attacks;
 * the **control** differs from it only in its training seed (``CONTROL_SEED``): any gain it
   shows on attacks made on the original is the transfer gap, not a defense;
-* a **vaccinated** model is the control trained further, for ``profile.vaccine_epochs``, on
-  JPEG-compressed training images; the **sham** is the same further training on uncompressed
-  images, so "more training" is not mistaken for vaccination.
+* a **vaccinated** model is a trained model trained further, for ``profile.vaccine_epochs``,
+  on JPEG-compressed training images; the **sham** is the same further training on
+  uncompressed images, so "more training" is not mistaken for vaccination. Two protocols:
+  vaccinate the control (``seed=CONTROL_SEED``, the default: the gain splits into transfer gap
+  and vaccination) or the original, attacked model itself (``seed=ORIGINAL_SEED``: what "a
+  model re-trained on compressed images" most plainly means; its sham is the comparison);
+* ``from_scratch`` trains a model on compressed images from the start (the full profile);
+* ``diverse_members`` vaccinates a control of its own at each quality, for an ensemble whose
+  members share no base model.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from . import jpeg, train, zoo
 from .profiles import Profile
 from .transforms import jpeg_at
 
+ORIGINAL_SEED = 0  # the original model, the one the oblivious attacker attacks
 CONTROL_SEED = 1  # the control: the original recipe with another seed
 LR_SCALE = 1 / 3  # further training starts from a trained model: a gentler peak rate
 
@@ -40,10 +47,13 @@ def control(dataset: str, profile: Profile, *, seed: int = CONTROL_SEED,
 def vaccinated(dataset: str, quality: int | None, profile: Profile, *,
                seed: int = CONTROL_SEED, device: torch.device | None = None,
                progress: bool = True) -> nn.Module:
-    """The control (trained with ``seed``) trained ``profile.vaccine_epochs`` more on images
+    """The classifier trained with ``seed`` trained ``profile.vaccine_epochs`` more on images
     JPEG-compressed at ``quality``, batch by batch as drawn (``None``: uncompressed, the sham).
+
+    ``seed`` is the base model's: ``CONTROL_SEED`` (the default) vaccinates the control,
+    ``ORIGINAL_SEED`` the original model, the one the oblivious attacks are made on.
     """
-    base = control(dataset, profile, seed=seed, device=device, progress=progress)
+    base = zoo.classifier(dataset, profile, seed=seed, device=device, progress=progress)
     if quality is None:
         return zoo.finetuned(base, dataset, profile, name="sham-vaccinated",
                              epochs=profile.vaccine_epochs, lr_scale=LR_SCALE, device=device,
@@ -51,6 +61,24 @@ def vaccinated(dataset: str, quality: int | None, profile: Profile, *,
     return zoo.finetuned(base, dataset, profile, name="vaccinated",
                          epochs=profile.vaccine_epochs, lr_scale=LR_SCALE,
                          transform=jpeg_at(quality), device=device, progress=progress)
+
+
+def from_scratch(dataset: str, quality: int, profile: Profile, *, seed: int = CONTROL_SEED,
+                 device: torch.device | None = None, progress: bool = True) -> nn.Module:
+    """Vaccination from scratch: the original recipe with ``seed``, every training batch
+    JPEG-compressed at ``quality`` from the first step."""
+    return zoo.classifier(dataset, profile, seed=seed, transform=jpeg_at(quality),
+                          device=device, progress=progress)
+
+
+def diverse_members(dataset: str, qualities: Sequence[int], profile: Profile, *,
+                    device: torch.device | None = None, progress: bool = True
+                    ) -> dict[int, nn.Module]:
+    """An ensemble whose members share no base: the i-th quality's member is a control of its
+    own (seed ``CONTROL_SEED + i``) vaccinated at that quality. The first is the control's."""
+    return {quality: vaccinated(dataset, quality, profile, seed=CONTROL_SEED + i,
+                                device=device, progress=progress)
+            for i, quality in enumerate(qualities)}
 
 
 # ---------------------------------------------------------------------------------------------

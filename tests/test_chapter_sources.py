@@ -50,8 +50,11 @@ TYPED_NUMBERS: dict[str, dict[str, str]] = {
     },
     "04_jpeg_defense": {
         "0.02": "DeepFool's customary overshoot, a setting",
+        "95%": "the confidence level of the intervals drawn, a setting",
     },
-    "05_vaccination": {},
+    "05_vaccination": {
+        "95%": "the confidence level of the intervals drawn, a setting",
+    },
     "06_adaptive_attacks": {
         "100%": "a sanity check's target (an attack that succeeds on every image at a "
                 "large eps), not a measurement",

@@ -49,17 +49,25 @@ def test_success_table_does_not_charge_the_defenses_own_mistakes_to_the_attack()
     images = torch.tensor([0.2, 0.4, 0.6, 0.8, 0.7]).view(5, 1, 1, 1).expand(5, 1, 4, 4)
     images = images.clone()
     labels = torch.tensor([0, 0, 1, 1, 0])
-    adversarial = {"flip": 1 - images, "none": images.clone()}
-    table = evaluate.success_table(_SignOfMean(), images, labels, adversarial,
-                                   {"bare": None, "grey": lambda x: torch.full_like(x, 0.25)})
+    sets = {"clean": images, "flip": 1 - images, "none": images.clone()}
+    predicted = evaluate.predicted_labels(
+        _SignOfMean(), sets, {"bare": None, "grey": lambda x: torch.full_like(x, 0.25)})
+    assert predicted[("flip", "bare")].tolist() == [1, 1, 0, 0, 0]
+    assert evaluate.accuracies(predicted, labels) == evaluate.accuracy_table(
+        _SignOfMean(), images, labels, {"flip": sets["flip"], "none": sets["none"]},
+        {"bare": None, "grey": lambda x: torch.full_like(x, 0.25)})
+    table = evaluate.success_table(predicted, labels, bare="bare")
     bare, grey = table.xs("bare", level="defense"), table.xs("grey", level="defense")
     assert bare.loc["flip", "success"] == 1.0 and bare.loc["none", "success"] == 0.0
     assert bare.loc["flip", "images"] == bare.loc["flip", "images (all)"] == 4
     assert grey.loc["flip", "success"] == 0.0 and grey.loc["flip", "images"] == 2
     assert grey.loc["flip", "success (all)"] == 0.5 and grey.loc["flip", "images (all)"] == 4
+    assert set(table.index.get_level_values("attack")) == {"flip", "none"}
     with pytest.raises(ValueError, match="shape"):
-        evaluate.success_table(_SignOfMean(), images, labels, {"bad": images[:2]},
-                               {"none": None})
+        evaluate.predicted_labels(_SignOfMean(), {"clean": images, "bad": images[:2]},
+                                  {"none": None})
+    with pytest.raises(KeyError, match="clean"):
+        evaluate.success_table(predicted, labels, bare="float")
 
 
 def test_scoreboard_measures_every_defense_on_every_set_and_counts_rejections():

@@ -21,9 +21,14 @@ def test_published_json_is_not_empty():
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_every_entry_has_value_claim_and_source(name):
+    """A number (``value``) or a verbatim quotation (``quote``), with its claim and source."""
     entry = results.published(name)
     assert entry == ENTRIES[name]
-    assert isinstance(entry["value"], numbers.Real) and not isinstance(entry["value"], bool)
+    assert ("value" in entry) != ("quote" in entry), name
+    if "quote" in entry:
+        assert isinstance(entry["quote"], str) and entry["quote"].strip(), name
+    else:
+        assert isinstance(entry["value"], numbers.Real) and not isinstance(entry["value"], bool)
     for key in ("claim", "source"):
         assert isinstance(entry[key], str) and entry[key].strip(), (name, key)
 

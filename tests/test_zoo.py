@@ -25,7 +25,8 @@ TINY = Profile(name="tiny",
                test_size=10, attack_size=10, cw_size=10, cw_steps=5, cw_search_steps=1,
                magnet_cw_search_steps=1,
                finetune_epochs=1, validation_size=10, detector_fpr=0.1, magnet_kappas=(0,),
-               vaccine_qualities=(50,), vaccine_epochs=1, adaptive_size=10,
+               vaccine_qualities=(50,), vaccine_epochs=1, vaccine_from_scratch=False,
+               adaptive_size=10,
                adaptive_eps=(8 / 255,), adaptive_steps=(2,), eot_samples=2,
                adversarial_epochs=1, adversarial_steps=1, adversarial_eps=8 / 255)
 
