@@ -94,8 +94,54 @@ def check_label_range(logits: Tensor, labels: Tensor) -> None:
                          f"outputs, got values in {labels.min().item()}..{labels.max().item()}")
 
 
-def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Gradient w.r.t. ``x`` of the summed cross-entropy: up for untargeted, down for targeted.
+def margin_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per image, the best other logit minus the label's: positive once misclassified.
+
+    Carlini and Wagner's loss (their f6, without kappa); unlike cross-entropy it does not
+    saturate, or reward pushing an already-wrong image further, so attacks that maximize it
+    are not fooled by a model whose softmax is flat or saturated.
+    """
+    label_logit = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], -math.inf)
+    return others.amax(1) - label_logit
+
+
+def dlr_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Croce and Hein's (2020) Difference of Logits Ratio, per image (untargeted):
+    ``(max other - z_label) / (z_1 - z_3)``, the logits sorted in decreasing order.
+
+    The margin divided by the spread of the top logits, so it does not change when the
+    logits are rescaled: a defense cannot hide behind a large or a tiny logit scale.
+    """
+    if logits.shape[1] < 3:
+        raise ValueError(f"the DLR loss needs at least 3 classes, got {logits.shape[1]}")
+    top = logits.sort(1, descending=True).values
+    return margin_loss(logits, labels) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+# Per-image losses an attack maximizes (untargeted): name -> loss(logits, labels).
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "ce": _cross_entropy, "margin": margin_loss, "dlr": dlr_loss}
+
+
+def check_loss(loss: str, targeted: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} ('ce': cross-entropy; "
+                         f"'margin': Carlini-Wagner's; 'dlr': APGD's), got {loss!r}")
+    if targeted and loss == "dlr":
+        raise ValueError("the DLR loss here is untargeted; use loss='ce' or 'margin' "
+                         "for a targeted attack")
+    return LOSSES[loss]
+
+
+def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool,
+                   loss: str = "ce") -> Tensor:
+    """Gradient w.r.t. ``x`` of the summed ``loss`` (see ``LOSSES``): up for untargeted, down
+    for targeted.
 
     Taken with ``torch.autograd.grad`` on the input only, so parameter ``.grad`` stays empty,
     and inside ``enable_grad`` so a caller's ``torch.no_grad()`` does not break the attack.
@@ -104,8 +150,8 @@ def _loss_gradient(model: nn.Module, x: Tensor, labels: Tensor, targeted: bool) 
         x = x.detach().requires_grad_(True)
         logits = model(x)
         check_label_range(logits, labels)
-        loss = F.cross_entropy(logits, labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        total = LOSSES[loss](logits, labels).sum()
+        (grad,) = torch.autograd.grad(total, x)
     return -grad if targeted else grad
 
 
@@ -204,7 +250,7 @@ def fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
 def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
         alpha: float | None = None, steps: int = 10, random_start: bool = True,
         targeted: bool = False, generator: torch.Generator | None = None,
-        quantize: bool = False) -> Tensor:
+        quantize: bool = False, loss: str = "ce", restarts: int = 1) -> Tensor:
     """Projected gradient descent in the L-inf ball (Madry et al., 2018): iterated FGSM.
 
     Starts from a uniform random point of the eps ball (``random_start``; draw it from
@@ -212,14 +258,207 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
     ``alpha`` (default ``2.5 * eps / steps``, so the walk can cross the ball and back) and
     projects onto the ball and [0, 1] after each. With ``random_start=False, steps=1,
     alpha=eps`` it is exactly :func:`fgsm`. ``targeted`` and ``quantize`` as in :func:`fgsm`.
+    ``loss`` is the one ascended (``LOSSES``: ``"ce"``, ``"margin"``; ``"dlr"``, untargeted).
+    ``restarts`` runs the attack that many times from new random starts and keeps, image by
+    image, the run with the largest margin (the first that fools the model, if any does).
     """
     x, y = check_inputs(model, images, labels, eps)
+    check_loss(loss, targeted)
+    check_positive_int("restarts", restarts)
     alpha = pgd_step_size(eps, steps, alpha)
-    adv = uniform_start(x, eps, generator) if random_start else x
+    runs = []
     with eval_mode(model):
-        for _ in range(steps):
-            grad = _loss_gradient(model, adv, y, targeted)
-            adv = project_linf(adv + alpha * grad.sign(), x, eps)
+        for _ in range(restarts if random_start else 1):
+            adv = uniform_start(x, eps, generator) if random_start else x
+            for _ in range(steps):
+                grad = _loss_gradient(model, adv, y, targeted, loss)
+                adv = project_linf(adv + alpha * grad.sign(), x, eps)
+            runs.append(adv)
+        adv = runs[0] if len(runs) == 1 else _strongest(model, runs, y, targeted)
+    return _finish_linf(adv, x, eps, quantize)
+
+
+def _strongest(model: nn.Module, runs: list[Tensor], labels: Tensor,
+               targeted: bool = False) -> Tensor:
+    """Image by image, the run with the largest margin (toward the target if ``targeted``)."""
+    with torch.no_grad():
+        margins = torch.stack([(-1 if targeted else 1) * margin_loss(model(run), labels)
+                               for run in runs])
+    best = margins.argmax(0)
+    return torch.stack(runs)[best, torch.arange(len(labels), device=labels.device)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stronger L-inf attacks: APGD (gradient, step size adapted) and Square (gradient-free)
+# ---------------------------------------------------------------------------------------------
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step size (Croce & Hein, 2020, Sec. 3.1).
+
+    Their fractions p_0 = 0, p_1 = 0.22, p_(j+1) = p_j + max(p_j - p_(j-1) - 0.03, 0.06), in
+    whole iterations as their code counts them: the first stretch is 22% of the run, each
+    next one 3% shorter, down to 6%. Close together early, further apart later.
+    """
+    stretch = max(int(0.22 * steps), 1)
+    shorter, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    checkpoints = [stretch]
+    while True:
+        stretch = max(stretch - shorter, shortest)
+        if checkpoints[-1] + stretch >= steps:
+            return [k for k in checkpoints if k < steps]
+        checkpoints.append(checkpoints[-1] + stretch)
+
+
+def _loss_value_and_gradient(model: nn.Module, x: Tensor, labels: Tensor,
+                             loss: Callable[[Tensor, Tensor], Tensor]
+                             ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image ``loss``, its gradient w.r.t. ``x`` and the logits, in one pass."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        values = loss(logits, labels)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    return values.detach(), grad, logits.detach()
+
+
+def _apgd_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int,
+              loss: Callable[[Tensor, Tensor], Tensor], rho: float, start: Tensor
+              ) -> tuple[Tensor, Tensor]:
+    """One APGD run from ``start``: ``(adversarial images, their margins)``.
+
+    Each image keeps its own step size, starting at 2 eps. Steps use momentum 0.75 after the
+    first. At each checkpoint an image's step is halved, and it restarts from the best point
+    it has seen, if at most ``rho`` of its steps since the last checkpoint raised the loss,
+    or if neither its step nor its best loss changed over that stretch. Returned, per image:
+    the point with the largest margin seen (a misclassified one, if any was found).
+    """
+    n = len(x)
+    step = torch.full((n, 1, 1, 1), 2 * eps, device=x.device, dtype=x.dtype)
+    adv = start
+    value, grad, logits = _loss_value_and_gradient(model, adv, y, loss)
+    best_value, best_point, best_grad = value.clone(), adv.clone(), grad.clone()
+    kept, kept_margin = adv.clone(), margin_loss(logits, y)
+    previous = adv
+    adv = project_linf(adv + step * grad.sign(), x, eps)
+    checkpoints, last_checkpoint = apgd_checkpoints(steps), 0
+    raised = torch.zeros(n, device=x.device)
+    halved = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best_at_checkpoint = best_value.clone()
+    for k in range(1, steps + 1):
+        last_value = value
+        value, grad, logits = _loss_value_and_gradient(model, adv, y, loss)
+        margin = margin_loss(logits, y)
+        better = margin > kept_margin
+        kept[better], kept_margin[better] = adv[better], margin[better]
+        raised += value > last_value
+        improved = value > best_value
+        best_value[improved], best_point[improved] = value[improved], adv[improved]
+        best_grad[improved] = grad[improved]
+        if k == steps:
+            break
+        if k in checkpoints:
+            stalled = (raised <= rho * (k - last_checkpoint)) | (
+                ~halved & (best_value <= best_at_checkpoint))
+            step[stalled] /= 2
+            adv[stalled], grad[stalled] = best_point[stalled], best_grad[stalled]
+            previous = torch.where(stalled[:, None, None, None], adv, previous)
+            halved, raised, last_checkpoint = stalled, torch.zeros_like(raised), k
+            best_at_checkpoint = best_value.clone()
+        moved = project_linf(adv + step * grad.sign(), x, eps)
+        adv, previous = project_linf(adv + 0.75 * (moved - adv) + 0.25 * (adv - previous),
+                                     x, eps), adv
+    return kept, kept_margin
+
+
+@in_chunks
+def apgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float, steps: int = 100,
+         loss: str = "ce", restarts: int = 1, rho: float = 0.75,
+         generator: torch.Generator | None = None, quantize: bool = False) -> Tensor:
+    """Auto-PGD in the L-inf ball (Croce & Hein, 2020), untargeted: PGD with momentum and a
+    step size that halves, image by image, when progress stalls (see :func:`_apgd_run`).
+
+    ``loss`` is ``"ce"`` (cross-entropy) or ``"dlr"`` (:func:`dlr_loss`, their scale-free
+    margin; ``"margin"`` also works); the two together are AutoAttack's untargeted pair.
+    ``steps`` gradient evaluations per run; ``restarts`` runs from random points of the ball
+    (from ``generator``), keeping per image the run with the largest margin. No step size to
+    tune: it starts at 2 eps. ``quantize`` as in :func:`fgsm`.
+    """
+    x, y = check_inputs(model, images, labels, eps)
+    loss_fn = check_loss(loss)
+    check_positive_int("steps", steps)
+    check_positive_int("restarts", restarts)
+    runs, margins = [], []
+    with eval_mode(model):
+        for _ in range(restarts):
+            adv, margin = _apgd_run(model, x, y, eps, steps, loss_fn, rho,
+                                    uniform_start(x, eps, generator))
+            runs.append(adv)
+            margins.append(margin)
+    best = torch.stack(margins).argmax(0)
+    adv = torch.stack(runs)[best, torch.arange(len(x), device=x.device)]
+    return _finish_linf(adv, x, eps, quantize)
+
+
+def square_window_share(p_init: float, query: int, queries: int) -> float:
+    """The share of the image a Square attack window covers at ``query`` of ``queries``:
+    ``p_init`` halved at fixed fractions of the run (Andriushchenko et al., 2020, their
+    schedule for 10,000 queries, rescaled to ``queries``)."""
+    progress = int(query / queries * 10_000)
+    bounds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+    halvings = sum(progress > bound for bound in bounds)
+    return p_init / 2 ** halvings
+
+
+@in_chunks
+def square(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+           queries: int = 1000, p_init: float = 0.8,
+           generator: torch.Generator | None = None, quantize: bool = False) -> Tensor:
+    """The Square attack in the L-inf ball (Andriushchenko et al., 2020): gradient-free.
+
+    It only queries the model's logits, so a defense that hides or breaks its gradients does
+    not stop it: the standard check for obfuscated gradients. Starts from vertical stripes of
+    +-eps; each query redraws one random square window (every channel +eps or -eps) of the
+    perturbation of each image not yet fooled, and keeps it if the margin
+    ``z_label - max other`` fell. The window shrinks over the run (:func:`square_window_share`).
+    ``queries`` model evaluations per image at most; random draws from ``generator`` (on the
+    CPU). ``quantize`` as in :func:`fgsm`.
+    """
+    x, y = check_inputs(model, images, labels, eps)
+    check_positive_int("queries", queries)
+    n, c, h, w = x.shape
+
+    def draw_signs(*shape: int) -> Tensor:
+        signs = torch.randint(0, 2, shape, generator=generator).to(x.device, x.dtype)
+        return eps * (2 * signs - 1)
+
+    def score(images_: Tensor, labels_: Tensor) -> Tensor:
+        with torch.no_grad():
+            return -margin_loss(model(images_), labels_)  # < 0: fooled
+
+    with eval_mode(model):
+        delta = draw_signs(n, c, 1, w).expand(n, c, h, w).clone()
+        adv = (x + delta).clamp(0, 1)
+        margin = score(adv, y)
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
+        for query in range(1, queries):
+            active = (margin > 0).nonzero().squeeze(1)
+            if len(active) == 0:
+                break
+            side = round(math.sqrt(square_window_share(p_init, query, queries) * h * w))
+            side = min(max(side, 1), h - 1, w - 1)
+            top = torch.randint(0, h - side + 1, (len(active),), generator=generator)
+            left = torch.randint(0, w - side + 1, (len(active),), generator=generator)
+            top, left = top.to(x.device)[:, None, None], left.to(x.device)[:, None, None]
+            window = ((rows >= top) & (rows < top + side)
+                      & (cols >= left) & (cols < left + side))[:, None]
+            proposal = torch.where(window, draw_signs(len(active), c, 1, 1), delta[active])
+            candidate = (x[active] + proposal).clamp(0, 1)
+            candidate_margin = score(candidate, y[active])
+            better = candidate_margin < margin[active]
+            chosen = active[better]
+            delta[chosen], adv[chosen] = proposal[better], candidate[better]
+            margin[chosen] = candidate_margin[better]
     return _finish_linf(adv, x, eps, quantize)
 
 

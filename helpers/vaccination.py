@@ -110,18 +110,28 @@ def ensemble_predict(members: Mapping[int, nn.Module], images: torch.Tensor) -> 
 
 
 def stochastic_jpeg(images: torch.Tensor, qualities: Sequence[int],
-                    generator: torch.Generator | None = None, block: int = 8) -> torch.Tensor:
+                    generator: torch.Generator | None = None, block: int = 8,
+                    rounding: str | None = None) -> torch.Tensor:
     """SHIELD's stochastic local quantization (Das et al., 2018), batched.
 
     Every ``block`` x ``block`` tile of every image takes its pixels from the JPEG round trip at
     a quality drawn uniformly from ``qualities``. Luma is coded per 8x8 block, so for luma this
     is what an encoder with a per-block quality would produce; chroma (coded per 16x16 pixels
     at 4:2:0) is an approximation at tile edges.
+
+    ``rounding`` (``"cubic"`` or ``"straight-through"``) swaps the codec for
+    :func:`helpers.jpeg.jpeg_differentiable` at each quality: the same tiles drawn from the
+    same ``generator``, so an attack differentiates through each block's own drawn quality
+    (the per-block approximation an adaptive attack on SHIELD needs), not one fixed quality.
     """
     if not qualities:
         raise ValueError("stochastic_jpeg needs at least one quality")
     n, _, h, w = images.shape
-    compressed = torch.stack([jpeg.jpeg(images, q) for q in qualities])  # q x n x c x h x w
+    if rounding is None:
+        compressed = torch.stack([jpeg.jpeg(images, q) for q in qualities])
+    else:
+        compressed = torch.stack([jpeg.jpeg_differentiable(images, q, rounding)
+                                  for q in qualities])  # q x n x c x h x w
     rows, cols = -(-h // block), -(-w // block)
     choice = torch.randint(len(qualities), (n, rows, cols), generator=generator)
     choice = choice.to(images.device).repeat_interleave(block, 1).repeat_interleave(block, 2)

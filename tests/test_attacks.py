@@ -4,6 +4,8 @@ attack strength on a small trained MNIST net, side effects on the model, quantiz
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,14 +13,20 @@ from torch import nn
 
 from helpers import attacks, cache, models, train
 from helpers.attacks import (
+    apgd,
+    apgd_checkpoints,
     carlini_wagner,
     deepfool,
     deepfool_8bit,
+    dlr_loss,
     fgsm,
     l2_norms,
     linf_norms,
+    margin_loss,
     pgd,
     quantize,
+    square,
+    square_window_share,
     success_rate,
     survive_rounding,
 )
@@ -160,6 +168,100 @@ def test_targeted_attacks_raise_target_probability(mnist):
         assert (after >= before - 1e-6).float().mean() > 0.9, name
         rates[name] = success_rate(model, adv, target, targeted=True)
     assert rates["pgd"] > 0.5 and rates["pgd"] > rates["fgsm"] + 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# APGD, Square, the losses and restarts
+# ---------------------------------------------------------------------------------------------
+
+def test_margin_and_dlr_losses_known_values():
+    logits = torch.tensor([[3.0, 1.0, 0.0, -1.0], [3.0, 1.0, 0.0, -1.0]])
+    labels = torch.tensor([0, 1])
+    torch.testing.assert_close(margin_loss(logits, labels), torch.tensor([-2.0, 2.0]))
+    # divided by z_1 - z_3 = 3 - 0; unchanged when the logits are rescaled
+    torch.testing.assert_close(dlr_loss(logits, labels), torch.tensor([-2 / 3, 2 / 3]))
+    torch.testing.assert_close(dlr_loss(10 * logits + 5, labels), dlr_loss(logits, labels))
+    with pytest.raises(ValueError, match="3 classes"):
+        dlr_loss(logits[:, :2], labels)
+
+
+def test_apgd_checkpoints_follow_croce_and_hein():
+    """p_0 = 0, p_1 = 0.22, p_(j+1) = p_j + max(p_j - p_(j-1) - 0.03, 0.06), times 100."""
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    gaps = [b - a for a, b in itertools.pairwise(apgd_checkpoints(1000))]
+    assert gaps == sorted(gaps, reverse=True) and min(gaps) >= 60
+
+
+def test_square_window_shrinks_by_halves():
+    shares = [square_window_share(0.8, q, 10_000) for q in range(0, 10_000, 10)]
+    assert shares[0] == 0.8 and shares[-1] == 0.8 / 2 ** 9
+    assert shares == sorted(shares, reverse=True)
+    assert square_window_share(0.8, 500, 1000) == square_window_share(0.8, 5000, 10_000)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_apgd_and_square_stay_in_ball_and_image_range(mnist, quantized):
+    model, x, y = mnist
+    x, y = x[:32], y[:32]
+    for attack in (lambda: apgd(model, x, y, 0.1, steps=10, quantize=quantized),
+                   lambda: apgd(model, x, y, 0.1, steps=10, loss="dlr", quantize=quantized),
+                   lambda: square(model, x, y, 0.1, queries=50, quantize=quantized)):
+        adv = attack()
+        assert in_ball(adv, x, 0.1) and adv.min() >= 0 and adv.max() <= 1
+        assert on_grid(adv) or not quantized
+
+
+def test_apgd_is_at_least_as_strong_as_pgd(mnist):
+    model, x, y = mnist
+    steps = 20
+    pgd_rate = success_rate(model, pgd(model, x, y, 0.1, steps=steps), y)
+    apgd_rate = success_rate(model, apgd(model, x, y, 0.1, steps=steps), y)
+    assert apgd_rate >= pgd_rate - 0.03, (apgd_rate, pgd_rate)
+
+
+def test_restarts_keep_every_image_a_single_run_fooled(mnist):
+    """The first restart is the single run (same generator seed); the rest can only add."""
+    model, x, y = mnist
+    once = pgd(model, x, y, 0.05, steps=5, generator=torch.Generator().manual_seed(1))
+    thrice = pgd(model, x, y, 0.05, steps=5, restarts=3,
+                 generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fooled_once = model(once).argmax(1) != y
+        fooled_thrice = model(thrice).argmax(1) != y
+    assert (fooled_thrice | ~fooled_once).all()
+    assert fooled_thrice.sum() >= fooled_once.sum()
+    for loss in ("margin", "dlr"):  # other losses, the same interface
+        assert in_ball(pgd(model, x[:8], y[:8], 0.05, steps=3, loss=loss), x[:8], 0.05)
+    with pytest.raises(ValueError, match="loss"):
+        pgd(model, x[:8], y[:8], 0.05, loss="hinge")
+    with pytest.raises(ValueError, match="untargeted"):
+        pgd(model, x[:8], y[:8], 0.05, loss="dlr", targeted=True)
+
+
+class _Staircase(nn.Module):
+    """Inputs rounded to 4 levels before the model: a gradient of zero almost everywhere."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.round(x * 3) / 3)
+
+
+def test_square_needs_no_gradient(mnist):
+    """Against a defense with no useful gradient, gradient attacks stall and Square does not:
+    why it is the standard check for obfuscated gradients."""
+    model, x, y = mnist
+    masked = _Staircase(model).eval()
+    with torch.no_grad():
+        right = masked(x).argmax(1) == y
+    x, y = x[right][:100], y[right][:100]
+    gradient = success_rate(masked, pgd(masked, x, y, 0.3, steps=10, random_start=False), y)
+    free = success_rate(masked, square(masked, x, y, 0.3, queries=300,
+                                       generator=torch.Generator().manual_seed(0)), y)
+    assert gradient == 0.0  # a zero gradient: PGD never moves
+    assert free > 0.3, free
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,8 +558,9 @@ def test_bad_parameters_raise():
 
 
 def test_public_api():
-    for name in ("fgsm", "pgd", "deepfool", "deepfool_8bit", "survive_rounding",
-                 "carlini_wagner", "quantize", "success_rate", "l2_norms", "linf_norms"):
+    for name in ("fgsm", "pgd", "apgd", "square", "deepfool", "deepfool_8bit",
+                 "survive_rounding", "carlini_wagner", "quantize", "success_rate", "l2_norms",
+                 "linf_norms"):
         assert callable(getattr(attacks, name))
 
 

@@ -145,6 +145,26 @@ def test_ensemble_predict_votes_on_each_members_own_quality(mnist_test):
     assert logits_gap > 0 and plain.shape == expected.shape
 
 
+def test_differentiable_stochastic_jpeg_uses_each_tiles_drawn_quality(cifar_test):
+    """The same generator draws the same tiles; each tile of the differentiable version is
+    close to the codec at that tile's quality (far from the other), and gradients flow."""
+    x = cifar_test[0][:8]
+    real = vaccination.stochastic_jpeg(x, (10, 100), torch.Generator().manual_seed(3))
+    smooth = x.clone().requires_grad_(True)
+    out = vaccination.stochastic_jpeg(smooth, (10, 100), torch.Generator().manual_seed(3),
+                                      rounding="straight-through")
+    tiles = lambda z: z.detach().unfold(2, 8, 8).unfold(3, 8, 8)  # noqa: E731
+    gap = (tiles(out) - tiles(real)).abs().mean((1, 4, 5))  # per image and tile
+    at_10, at_100 = jpeg.jpeg(x, 10), jpeg.jpeg(x, 100)
+    other = torch.where((tiles(real) - tiles(at_10)).abs().mean((1, 4, 5)) < 1e-6,
+                        (tiles(out) - tiles(at_100)).abs().mean((1, 4, 5)),
+                        (tiles(out) - tiles(at_10)).abs().mean((1, 4, 5)))
+    assert (gap < other).float().mean() > 0.9  # nearer its own quality's codec, tile by tile
+    assert gap.mean() < jpeg.DIFFERENTIABLE_MEAN_GAP["straight-through"] * 2
+    out.sum().backward()
+    assert smooth.grad is not None and smooth.grad.abs().sum() > 0
+
+
 def test_stochastic_jpeg_takes_each_tile_from_one_quality(cifar_test):
     x = cifar_test[0][:8]
     qualities = (90, 20)
