@@ -274,18 +274,26 @@ def pgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
                 grad = _loss_gradient(model, adv, y, targeted, loss)
                 adv = project_linf(adv + alpha * grad.sign(), x, eps)
             runs.append(adv)
-        adv = runs[0] if len(runs) == 1 else _strongest(model, runs, y, targeted)
+        adv = runs[0] if len(runs) == 1 else worst_case(model, runs, y, targeted)
     return _finish_linf(adv, x, eps, quantize)
 
 
-def _strongest(model: nn.Module, runs: list[Tensor], labels: Tensor,
+def worst_case(model: nn.Module, candidates: list[Tensor], labels: Tensor,
                targeted: bool = False) -> Tensor:
-    """Image by image, the run with the largest margin (toward the target if ``targeted``)."""
-    with torch.no_grad():
-        margins = torch.stack([(-1 if targeted else 1) * margin_loss(model(run), labels)
-                               for run in runs])
+    """Image by image, the candidate with the largest margin (toward the target if
+    ``targeted``): one that fools ``model`` wherever any does.
+
+    How restarts keep their best run, and how an evaluation takes the worst case over several
+    attacks (AutoAttack's rule): ``worst_case(model, [apgd(..., loss="ce"), apgd(...,
+    loss="dlr")], labels)``. Every candidate holds adversarial versions of the same images.
+    """
+    if not candidates or any(c.shape != candidates[0].shape for c in candidates):
+        raise ValueError("worst_case needs one or more candidates of the same shape")
+    with torch.no_grad(), eval_mode(model):
+        margins = torch.stack([(-1 if targeted else 1) * margin_loss(model(c), labels)
+                               for c in candidates])
     best = margins.argmax(0)
-    return torch.stack(runs)[best, torch.arange(len(labels), device=labels.device)]
+    return torch.stack(candidates)[best, torch.arange(len(labels), device=labels.device)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +405,17 @@ def apgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float, steps: in
     best = torch.stack(margins).argmax(0)
     adv = torch.stack(runs)[best, torch.arange(len(x), device=x.device)]
     return _finish_linf(adv, x, eps, quantize)
+
+
+def apgd_pair(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+              steps: int = 100, restarts: int = 1, generator: torch.Generator | None = None,
+              quantize: bool = False) -> Tensor:
+    """AutoAttack's untargeted pair: APGD with cross-entropy and with DLR, and per image the
+    worse of the two for the model (:func:`worst_case`). AutoAttack's standard version adds
+    targeted APGD, FAB and Square; this is the part that breaks most defenses."""
+    runs = [apgd(model, images, labels, eps, steps=steps, loss=loss, restarts=restarts,
+                 generator=generator, quantize=quantize) for loss in ("ce", "dlr")]
+    return worst_case(model, runs, labels.to(runs[0].device))
 
 
 def square_window_share(p_init: float, query: int, queries: int) -> float:

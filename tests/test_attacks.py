@@ -15,6 +15,7 @@ from helpers import attacks, cache, models, train
 from helpers.attacks import (
     apgd,
     apgd_checkpoints,
+    apgd_pair,
     carlini_wagner,
     deepfool,
     deepfool_8bit,
@@ -29,6 +30,7 @@ from helpers.attacks import (
     square_window_share,
     success_rate,
     survive_rounding,
+    worst_case,
 )
 
 ATTACKS = {
@@ -236,6 +238,23 @@ def test_restarts_keep_every_image_a_single_run_fooled(mnist):
         pgd(model, x[:8], y[:8], 0.05, loss="hinge")
     with pytest.raises(ValueError, match="untargeted"):
         pgd(model, x[:8], y[:8], 0.05, loss="dlr", targeted=True)
+
+
+def test_worst_case_takes_a_fooling_candidate_wherever_one_exists(mnist):
+    """AutoAttack's rule: the pair fools every image either APGD run fools (the pair draws its
+    two random starts from one generator, in the order ce, dlr)."""
+    model, x, y = mnist
+    x, y = x[:64], y[:64]
+    generator = torch.Generator().manual_seed(5)
+    runs = [apgd(model, x, y, 0.05, steps=10, loss=loss, generator=generator)
+            for loss in ("ce", "dlr")]
+    pair = apgd_pair(model, x, y, 0.05, steps=10, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fooled = [model(r).argmax(1) != y for r in runs]
+        assert torch.equal(model(pair).argmax(1) != y, fooled[0] | fooled[1])
+        assert torch.equal(worst_case(model, [x, runs[0]], y)[fooled[0]], runs[0][fooled[0]])
+    with pytest.raises(ValueError, match="same shape"):
+        worst_case(model, [x, x[:2]], y)
 
 
 class _Staircase(nn.Module):
@@ -558,9 +577,9 @@ def test_bad_parameters_raise():
 
 
 def test_public_api():
-    for name in ("fgsm", "pgd", "apgd", "square", "deepfool", "deepfool_8bit",
-                 "survive_rounding", "carlini_wagner", "quantize", "success_rate", "l2_norms",
-                 "linf_norms"):
+    for name in ("fgsm", "pgd", "apgd", "apgd_pair", "worst_case", "square", "deepfool",
+                 "deepfool_8bit", "survive_rounding", "carlini_wagner", "quantize",
+                 "success_rate", "l2_norms", "linf_norms"):
         assert callable(getattr(attacks, name))
 
 
