@@ -290,10 +290,14 @@ def worst_case(model: nn.Module, candidates: list[Tensor], labels: Tensor,
     if not candidates or any(c.shape != candidates[0].shape for c in candidates):
         raise ValueError("worst_case needs one or more candidates of the same shape")
     with torch.no_grad(), eval_mode(model):
-        margins = torch.stack([(-1 if targeted else 1) * margin_loss(model(c), labels)
-                               for c in candidates])
-    best = margins.argmax(0)
-    return torch.stack(candidates)[best, torch.arange(len(labels), device=labels.device)]
+        margins = [(-1 if targeted else 1) * margin_loss(model(c), labels) for c in candidates]
+    return _largest_margin(candidates, margins)
+
+
+def _largest_margin(candidates: list[Tensor], margins: list[Tensor]) -> Tensor:
+    """Image by image, the candidate whose margin (one per image and candidate) is largest."""
+    best = torch.stack(margins).argmax(0)
+    return torch.stack(candidates)[best, torch.arange(len(best), device=best.device)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,9 +406,7 @@ def apgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float, steps: in
                                     uniform_start(x, eps, generator))
             runs.append(adv)
             margins.append(margin)
-    best = torch.stack(margins).argmax(0)
-    adv = torch.stack(runs)[best, torch.arange(len(x), device=x.device)]
-    return _finish_linf(adv, x, eps, quantize)
+    return _finish_linf(_largest_margin(runs, margins), x, eps, quantize)
 
 
 def apgd_pair(model: nn.Module, images: Tensor, labels: Tensor, eps: float,

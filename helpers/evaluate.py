@@ -37,9 +37,7 @@ def accuracy_table(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         if adv.shape != images.shape:
             raise ValueError(f"adversarial images {name!r} have shape {tuple(adv.shape)}, "
                              f"the clean images {tuple(images.shape)}")
-    return {name: {label: train.evaluate(model, adv, labels, transform=defense)
-                   for label, defense in defenses.items()}
-            for name, adv in rows.items()}
+    return accuracies(predicted_labels(model, rows, defenses), labels)
 
 
 def predicted_labels(model: nn.Module, image_sets: Mapping[str, torch.Tensor],
@@ -62,7 +60,8 @@ def accuracies(predicted: Mapping[tuple[str, str], torch.Tensor], labels: torch.
     layout of :func:`accuracy_table`)."""
     table: dict[str, dict[str, float]] = {}
     for (name, defense), labels_predicted in predicted.items():
-        table.setdefault(name, {})[defense] = (labels_predicted == labels).float().mean().item()
+        right = labels_predicted == labels.to(labels_predicted.device)
+        table.setdefault(name, {})[defense] = right.float().mean().item()
     return table
 
 

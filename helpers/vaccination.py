@@ -23,6 +23,7 @@ Every comparison here is built so one factor changes at a time:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -127,11 +128,9 @@ def stochastic_jpeg(images: torch.Tensor, qualities: Sequence[int],
     if not qualities:
         raise ValueError("stochastic_jpeg needs at least one quality")
     n, _, h, w = images.shape
-    if rounding is None:
-        compressed = torch.stack([jpeg.jpeg(images, q) for q in qualities])
-    else:
-        compressed = torch.stack([jpeg.jpeg_differentiable(images, q, rounding)
-                                  for q in qualities])  # q x n x c x h x w
+    codec = jpeg.jpeg if rounding is None else partial(jpeg.jpeg_differentiable,
+                                                       rounding=rounding)
+    compressed = torch.stack([codec(images, q) for q in qualities])  # q x n x c x h x w
     rows, cols = -(-h // block), -(-w // block)
     choice = torch.randint(len(qualities), (n, rows, cols), generator=generator)
     choice = choice.to(images.device).repeat_interleave(block, 1).repeat_interleave(block, 2)
