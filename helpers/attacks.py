@@ -334,22 +334,29 @@ def _loss_value_and_gradient(model: nn.Module, x: Tensor, labels: Tensor,
 
 
 def _apgd_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int,
-              loss: Callable[[Tensor, Tensor], Tensor], rho: float, start: Tensor
-              ) -> tuple[Tensor, Tensor]:
-    """One APGD run from ``start``: ``(adversarial images, their margins)``.
+              loss: Callable[[Tensor, Tensor], Tensor], rho: float, start: Tensor,
+              confidence: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """One APGD run from ``start``: ``(adversarial images, their margins, robust)``.
 
     Each image keeps its own step size, starting at 2 eps. Steps use momentum 0.75 after the
     first. At each checkpoint an image's step is halved, and it restarts from the best point
     it has seen, if at most ``rho`` of its steps since the last checkpoint raised the loss,
     or if neither its step nor its best loss changed over that stretch. Returned, per image:
-    the point with the largest margin seen (a misclassified one, if any was found).
+    the point with the largest margin seen (a misclassified one, if any was found), and
+    ``robust`` (``steps + 1`` x images, bool): not yet misclassified after each iteration.
+
+    An image stops once it is misclassified (its margin above ``confidence``), as in
+    AutoAttack: its result cannot get better for the attacker, and every image's walk is its
+    own (the model runs in eval mode), so leaving it out changes no other image and saves the
+    passes it would cost.
     """
     n = len(x)
     step = torch.full((n, 1, 1, 1), 2 * eps, device=x.device, dtype=x.dtype)
-    adv = start
+    adv = start.clone()
     value, grad, logits = _loss_value_and_gradient(model, adv, y, loss)
     best_value, best_point, best_grad = value.clone(), adv.clone(), grad.clone()
     kept, kept_margin = adv.clone(), margin_loss(logits, y)
+    robust = [kept_margin <= confidence]
     previous = adv
     adv = project_linf(adv + step * grad.sign(), x, eps)
     checkpoints, last_checkpoint = apgd_checkpoints(steps), 0
@@ -357,13 +364,19 @@ def _apgd_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int,
     halved = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_at_checkpoint = best_value.clone()
     for k in range(1, steps + 1):
-        last_value = value
-        value, grad, logits = _loss_value_and_gradient(model, adv, y, loss)
-        margin = margin_loss(logits, y)
-        better = margin > kept_margin
-        kept[better], kept_margin[better] = adv[better], margin[better]
-        raised += value > last_value
-        improved = value > best_value
+        live = robust[-1].nonzero().squeeze(1)  # the images not yet misclassified
+        if len(live) == 0:
+            robust.extend(robust[-1:] * (steps + 1 - len(robust)))
+            break
+        last_value = value[live]
+        value_, grad_, logits_ = _loss_value_and_gradient(model, adv[live], y[live], loss)
+        value[live], grad[live] = value_, grad_
+        margin = margin_loss(logits_, y[live])
+        better = margin > kept_margin[live]
+        kept[live[better]], kept_margin[live[better]] = adv[live[better]], margin[better]
+        robust.append(kept_margin <= confidence)
+        raised[live] += value_ > last_value
+        improved = live[value_ > best_value[live]]
         best_value[improved], best_point[improved] = value[improved], adv[improved]
         best_grad[improved] = grad[improved]
         if k == steps:
@@ -379,45 +392,104 @@ def _apgd_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int,
         moved = project_linf(adv + step * grad.sign(), x, eps)
         adv, previous = project_linf(adv + 0.75 * (moved - adv) + 0.25 * (adv - previous),
                                      x, eps), adv
-    return kept, kept_margin
+    return kept, kept_margin, torch.stack(robust)
 
 
 @in_chunks
+def apgd_trace(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+               steps: int = 100, loss: str = "ce", restarts: int = 1, rho: float = 0.75,
+               generator: torch.Generator | None = None, quantize: bool = False,
+               confidence: float = 0.0) -> tuple[Tensor, Tensor]:
+    """:func:`apgd`, with its progress: ``(adversarial images, robust)``.
+
+    ``robust[i, r, k]`` says whether image ``i`` was still classified correctly after ``k`` of
+    the ``steps`` iterations of restart ``r`` (bool, images x restarts x ``steps + 1``), as
+    the attack saw it (before ``quantize``). A restart attacks only the images no earlier
+    restart misclassified (the rest are False in it), so ``robust.float().mean(0).flatten()``
+    is robust accuracy against the number of iterations spent, all restarts in a row: the
+    curve that shows whether the attack has converged (flat at its end, and not lowered by
+    another restart).
+
+    ``confidence``: an image counts as fooled, and stops, once its margin (best other logit
+    minus the label's) exceeds it. 0, misclassified, is right for a deterministic model. A
+    randomized defense's single draws scatter around the average an EOT attacker sees, so an
+    image just across the average's boundary is often classified right as deployed; a
+    positive confidence keeps attacking it until it is well across.
+    """
+    x, y = check_inputs(model, images, labels, eps)
+    loss_fn = check_loss(loss)
+    check_positive_int("steps", steps)
+    check_positive_int("restarts", restarts)
+    best, best_margin = x.clone(), torch.full((len(x),), -math.inf, device=x.device)
+    robust = torch.zeros(len(x), restarts, steps + 1, dtype=torch.bool, device=x.device)
+    with eval_mode(model):
+        for r in range(restarts):
+            start = uniform_start(x, eps, generator)  # drawn for every image: reproducible
+            live = (best_margin <= confidence).nonzero().squeeze(1)
+            if len(live) == 0:
+                continue
+            adv, margin, run_robust = _apgd_run(model, x[live], y[live], eps, steps, loss_fn,
+                                                rho, start[live], confidence)
+            better = live[margin > best_margin[live]]
+            keep = margin > best_margin[live]
+            best[better], best_margin[better] = adv[keep], margin[keep]
+            robust[live, r] = run_robust.T
+    return _finish_linf(best, x, eps, quantize), robust
+
+
 def apgd(model: nn.Module, images: Tensor, labels: Tensor, eps: float, steps: int = 100,
          loss: str = "ce", restarts: int = 1, rho: float = 0.75,
-         generator: torch.Generator | None = None, quantize: bool = False) -> Tensor:
+         generator: torch.Generator | None = None, quantize: bool = False,
+         confidence: float = 0.0) -> Tensor:
     """Auto-PGD in the L-inf ball (Croce & Hein, 2020), untargeted: PGD with momentum and a
     step size that halves, image by image, when progress stalls (see :func:`_apgd_run`).
 
     ``loss`` is ``"ce"`` (cross-entropy) or ``"dlr"`` (:func:`dlr_loss`, their scale-free
     margin; ``"margin"`` also works); the two together are AutoAttack's untargeted pair.
     ``steps`` gradient evaluations per run; ``restarts`` runs from random points of the ball
-    (from ``generator``), keeping per image the run with the largest margin. No step size to
-    tune: it starts at 2 eps. ``quantize`` as in :func:`fgsm`.
+    (from ``generator``), each on the images no earlier run misclassified, keeping per image
+    the run with the largest margin. No step size to tune: it starts at 2 eps. ``quantize``
+    as in :func:`fgsm`; ``confidence`` as in :func:`apgd_trace`, which also returns the
+    attack's progress.
     """
+    return apgd_trace(model, images, labels, eps, steps=steps, loss=loss, restarts=restarts,
+                      rho=rho, generator=generator, quantize=quantize,
+                      confidence=confidence)[0]
+
+
+def apgd_pair_trace(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
+                    steps: int = 100, restarts: int = 1,
+                    generator: torch.Generator | None = None, quantize: bool = False,
+                    confidence: float = 0.0) -> tuple[Tensor, Tensor]:
+    """AutoAttack's untargeted pair, run as AutoAttack runs it: APGD with cross-entropy on
+    every image, then APGD with DLR on the images it left classified correctly. Returns
+    ``(adversarial images, robust)``; ``robust`` (images x ``2 * restarts`` x ``steps + 1``)
+    is :func:`apgd_trace`'s, the cross-entropy runs then the DLR runs, so
+    ``robust.float().mean(0).flatten()`` is robust accuracy against iterations spent.
+    AutoAttack's standard version adds targeted APGD, FAB and Square; this is the part that
+    breaks most defenses. ``confidence`` as in :func:`apgd_trace`."""
     x, y = check_inputs(model, images, labels, eps)
-    loss_fn = check_loss(loss)
-    check_positive_int("steps", steps)
-    check_positive_int("restarts", restarts)
-    runs, margins = [], []
-    with eval_mode(model):
-        for _ in range(restarts):
-            adv, margin = _apgd_run(model, x, y, eps, steps, loss_fn, rho,
-                                    uniform_start(x, eps, generator))
-            runs.append(adv)
-            margins.append(margin)
-    return _finish_linf(_largest_margin(runs, margins), x, eps, quantize)
+    adv, robust_ce = apgd_trace(model, x, y, eps, steps=steps, loss="ce", restarts=restarts,
+                                generator=generator, confidence=confidence)
+    robust = torch.cat([robust_ce, torch.zeros_like(robust_ce)], 1)
+    live = robust_ce[:, -1, -1].nonzero().squeeze(1)
+    if len(live):
+        dlr, robust_dlr = apgd_trace(model, x[live], y[live], eps, steps=steps, loss="dlr",
+                                     restarts=restarts, generator=generator,
+                                     confidence=confidence)
+        robust[live, restarts:] = robust_dlr
+        fooled = ~robust_dlr[:, -1, -1]
+        adv[live[fooled]] = dlr[fooled]
+    return _finish_linf(adv, x, eps, quantize), robust
 
 
 def apgd_pair(model: nn.Module, images: Tensor, labels: Tensor, eps: float,
               steps: int = 100, restarts: int = 1, generator: torch.Generator | None = None,
               quantize: bool = False) -> Tensor:
-    """AutoAttack's untargeted pair: APGD with cross-entropy and with DLR, and per image the
-    worse of the two for the model (:func:`worst_case`). AutoAttack's standard version adds
-    targeted APGD, FAB and Square; this is the part that breaks most defenses."""
-    runs = [apgd(model, images, labels, eps, steps=steps, loss=loss, restarts=restarts,
-                 generator=generator, quantize=quantize) for loss in ("ce", "dlr")]
-    return worst_case(model, runs, labels.to(runs[0].device))
+    """The images of :func:`apgd_pair_trace`: per image, APGD-CE's result, or APGD-DLR's where
+    only DLR fooled the model."""
+    return apgd_pair_trace(model, images, labels, eps, steps=steps, restarts=restarts,
+                           generator=generator, quantize=quantize)[0]
 
 
 def square_window_share(p_init: float, query: int, queries: int) -> float:

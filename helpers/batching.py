@@ -58,9 +58,10 @@ def chunk_size(model: nn.Module, device: torch.device | str) -> int:
     return max(1, images_per_pass(device) // forward_passes(model))
 
 
-def in_chunks(run: Callable[..., Tensor], size: int, images: Tensor,
-              *per_image: Tensor) -> Tensor:
-    """``run(images, *per_image)`` over consecutive chunks of ``size`` images, concatenated.
+def in_chunks(run: Callable[..., Tensor | tuple[Tensor, ...]], size: int, images: Tensor,
+              *per_image: Tensor) -> Tensor | tuple[Tensor, ...]:
+    """``run(images, *per_image)`` over consecutive chunks of ``size`` images, concatenated
+    (each tensor of the tuple concatenated on its own, if ``run`` returns a tuple).
 
     ``per_image`` tensors (labels, say) are cut along with the images; the chunks run in
     order, so a random generator ``run`` draws from is consumed as by one call.
@@ -69,8 +70,11 @@ def in_chunks(run: Callable[..., Tensor], size: int, images: Tensor,
         raise ValueError(f"chunk size must be >= 1, got {size}")
     if len(images) <= size:
         return run(images, *per_image)
-    return torch.cat([run(images[start:start + size], *(t[start:start + size] for t in per_image))
-                      for start in range(0, len(images), size)])
+    parts = [run(images[start:start + size], *(t[start:start + size] for t in per_image))
+             for start in range(0, len(images), size)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+    return torch.cat(parts)
 
 
 def saved_bytes_per_image(model: nn.Module, images: Tensor, labels: Tensor) -> float:

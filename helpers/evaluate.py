@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import train
+from .results import wilson_interval
 from .train import ImageFunction
 
 
@@ -134,11 +135,12 @@ def scoreboard(systems: Mapping[str, System],
     return board
 
 
-# accuracy[(data set, defense, attack, eps, steps)]: one measured accuracy behind the defense
-Measured = Mapping[tuple[str, str, str, float, int], float]
+# accuracy[(data set, defense, attack, eps)]: one measured accuracy behind the defense; the
+# attack's name says its settings ("PGD-10, BPDA", "APGD-CE + DLR, 100 steps x 2")
+Measured = Mapping[tuple[str, str, str, float], float]
 
 
-def adaptive_scoreboard(accuracy: Measured, eps: float, steps: int,
+def adaptive_scoreboard(accuracy: Measured, eps: float, n: int,
                         clean: Mapping[tuple[str, str], float],
                         extra_models: Mapping[tuple[str, str], Sequence[nn.Module]],
                         oblivious: str = "oblivious") -> pd.DataFrame:
@@ -146,28 +148,31 @@ def adaptive_scoreboard(accuracy: Measured, eps: float, steps: int,
     against an attacker who ignores it and against the strongest one who does not.
 
     Columns: ``clean`` (from ``clean``); ``oblivious``, the accuracy under the attack named
-    ``oblivious`` at ``eps`` and ``steps`` (a defense with no such entry, such as the bare
-    model, has nothing to be oblivious of: it gets its adaptive accuracy); ``adaptive``, the
-    lowest accuracy over every other attack measured at ``eps`` and ``steps``, and ``strongest
-    adaptive attack``, its name; ``models to train`` and ``their training (s)``, the distinct
-    models in ``extra_models`` (each counted once) and the sum of their
+    ``oblivious`` at ``eps`` (a defense with no such entry, such as the bare model, has
+    nothing to be oblivious of: it gets its adaptive accuracy); ``adaptive``, the lowest
+    accuracy over every other attack measured at ``eps``, with ``adaptive low`` and
+    ``adaptive high``, its 95% Wilson interval on ``n`` images, and ``strongest adaptive
+    attack``, its name; ``models to train`` and ``their training (s)``, the distinct models
+    in ``extra_models`` (each counted once) and the sum of their
     ``train_info["train_seconds"]``. Nothing is measured here: every accuracy comes from
     ``accuracy`` and ``clean``.
     """
     rows = []
     for defense, dataset in clean:
-        found = {attack: value for (d_set, d, attack, e, s), value in accuracy.items()
-                 if (d_set, d, s) == (dataset, defense, steps) and math.isclose(e, eps)}
+        found = {attack: value for (d_set, d, attack, e), value in accuracy.items()
+                 if (d_set, d) == (dataset, defense) and math.isclose(e, eps)}
         adaptive = {attack: value for attack, value in found.items() if attack != oblivious}
         if not adaptive:
-            raise KeyError(f"no adaptive attack on {defense!r} ({dataset}) at eps {eps:.4f} "
-                           f"and {steps} steps; measured: {sorted(found)}")
+            raise KeyError(f"no adaptive attack on {defense!r} ({dataset}) at eps {eps:.4f}; "
+                           f"measured: {sorted(found)}")
         strongest = min(adaptive, key=adaptive.get)
+        low, high = wilson_interval(adaptive[strongest], n)
         models = list({id(m): m for m in extra_models[(defense, dataset)]}.values())
         rows.append({"defense": defense, "data set": dataset,
                      "clean": clean[(defense, dataset)],
                      "oblivious": found.get(oblivious, adaptive[strongest]),
                      "adaptive": adaptive[strongest],
+                     "adaptive low": low, "adaptive high": high,
                      "strongest adaptive attack": strongest,
                      "models to train": len(models),
                      "their training (s)": sum(m.train_info["train_seconds"]

@@ -1,5 +1,5 @@
 """Figures in one consistent style: labelled image grids, accuracy lines and bars (with 95%
-intervals), detector-score histograms, sliders."""
+intervals), attack convergence curves, detector-score histograms, sliders."""
 
 from __future__ import annotations
 
@@ -98,6 +98,30 @@ def line_chart(x: Sequence, series: dict[str, Sequence[float]], xlabel: str,
                             alpha=0.15, linewidth=0)
     ax.set_xlabel(xlabel)
     return _label_axes(ax, ylabel, title, percent)
+
+
+def convergence_chart(robust: dict[str, torch.Tensor], title: str | None = None,
+                      ax: plt.Axes | None = None, run_names: Sequence[str] | None = None
+                      ) -> plt.Axes:
+    """Robust accuracy against the attack's iterations, one line per entry of ``robust``.
+
+    Each value is an ``images x runs x (steps + 1)`` bool tensor, as
+    :func:`helpers.attacks.apgd_trace` returns (True: not yet fooled); the runs are drawn one
+    after another, with a dotted line where each new run (a restart, or the next loss)
+    begins, named by ``run_names``. A converged attack is flat at the end of its first run
+    and gains nothing from the runs after it.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    runs, length = next(iter(robust.values())).shape[1:]
+    for label, flags in robust.items():
+        ax.plot(100 * flags.float().mean(0).flatten().cpu(), label=label)
+    for run in range(1, runs):
+        ax.axvline(run * length, color="grey", linestyle=":", linewidth=1)
+    for run, name in enumerate(run_names or []):
+        ax.text((run + 0.5) * length, 97, name, ha="center", va="top", fontsize=7)
+    ax.set_xlabel("iterations, run after run")
+    return _label_axes(ax, "robust accuracy (%)", title, percent=True)
 
 
 def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]],

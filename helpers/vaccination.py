@@ -124,15 +124,52 @@ def stochastic_jpeg(images: torch.Tensor, qualities: Sequence[int],
     :func:`helpers.jpeg.jpeg_differentiable` at each quality: the same tiles drawn from the
     same ``generator``, so an attack differentiates through each block's own drawn quality
     (the per-block approximation an adaptive attack on SHIELD needs), not one fixed quality.
+    :func:`stochastic_jpeg_bpda` puts the two together.
     """
+    choice = _draw_tiles(images, qualities, generator, block)
+    return _assemble_tiles(images, qualities, choice, rounding)
+
+
+def stochastic_jpeg_bpda(images: torch.Tensor, qualities: Sequence[int],
+                         generator: torch.Generator | None = None, block: int = 8,
+                         rounding: str = "straight-through") -> torch.Tensor:
+    """One SLQ draw for an attacker (BPDA): forward, exactly :func:`stochastic_jpeg`'s output;
+    backward, the gradient of its differentiable twin (``rounding``) with the *same* tiles
+    drawn, so every block's gradient comes from the quality that block was coded at."""
+    choice = _draw_tiles(images, qualities, generator, block)
+    exact = _assemble_tiles(images.detach(), qualities, choice, None)
+    approximation = _assemble_tiles(images, qualities, choice, rounding)
+    return exact + (approximation - approximation.detach())  # value: exact, to the bit
+
+
+def _draw_tiles(images: torch.Tensor, qualities: Sequence[int],
+                generator: torch.Generator | None, block: int) -> torch.Tensor:
+    """Per image and pixel, the index into ``qualities`` of its tile's drawn quality."""
     if not qualities:
         raise ValueError("stochastic_jpeg needs at least one quality")
     n, _, h, w = images.shape
-    codec = jpeg.jpeg if rounding is None else partial(jpeg.jpeg_differentiable,
-                                                       rounding=rounding)
-    compressed = torch.stack([codec(images, q) for q in qualities])  # q x n x c x h x w
     rows, cols = -(-h // block), -(-w // block)
     choice = torch.randint(len(qualities), (n, rows, cols), generator=generator)
     choice = choice.to(images.device).repeat_interleave(block, 1).repeat_interleave(block, 2)
-    index = choice[:, :h, :w][None, :, None].expand(1, n, images.shape[1], h, w)
+    return choice[:, :h, :w]
+
+
+def _assemble_tiles(images: torch.Tensor, qualities: Sequence[int], choice: torch.Tensor,
+                    rounding: str | None) -> torch.Tensor:
+    """Each pixel from the round trip at its tile's quality (``choice``, from
+    :func:`_draw_tiles`): the real codec, or the differentiable one with ``rounding``."""
+    codec = jpeg.jpeg if rounding is None else partial(jpeg.jpeg_differentiable,
+                                                       rounding=rounding)
+    compressed = torch.stack([codec(images, q) for q in qualities])  # q x n x c x h x w
+    index = choice[None, :, None].expand(1, *images.shape)
     return compressed.gather(0, index)[0]
+
+
+@torch.no_grad()
+def shield_predict(members: Mapping[int, nn.Module], images: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """SHIELD as deployed (Das et al., 2018): one stochastically quantized copy of each image,
+    its tiles' qualities drawn from the members' qualities, on which the vaccinated members
+    vote (:func:`vote`). A new draw per call: score it over several calls."""
+    quantized = stochastic_jpeg(images, list(members), generator)
+    return vote([train.predict(model, quantized) for model in members.values()])

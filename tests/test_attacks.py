@@ -16,6 +16,8 @@ from helpers.attacks import (
     apgd,
     apgd_checkpoints,
     apgd_pair,
+    apgd_pair_trace,
+    apgd_trace,
     carlini_wagner,
     deepfool,
     deepfool_8bit,
@@ -221,6 +223,42 @@ def test_apgd_is_at_least_as_strong_as_pgd(mnist):
     assert apgd_rate >= pgd_rate - 0.03, (apgd_rate, pgd_rate)
 
 
+def test_apgd_trace_is_the_robust_accuracy_the_attack_reached(mnist):
+    """The trace's last entry is the returned images' accuracy; it only falls; a restart
+    attacks just the images earlier ones left; the first restart is the single run."""
+    model, x, y = mnist
+    steps, generator = 8, torch.Generator().manual_seed(2)
+    adv, robust = apgd_trace(model, x, y, 0.05, steps=steps, restarts=3, generator=generator)
+    assert robust.shape == (len(x), 3, steps + 1) and robust.dtype == torch.bool
+    curve = robust.float().mean(0).flatten()
+    assert (curve[1:] <= curve[:-1]).all()  # running: once fooled, an image stays fooled
+    with torch.no_grad():
+        still_right = model(adv).argmax(1) == y
+    assert torch.equal(robust[:, -1, -1], still_right)
+    fooled_before = ~robust[:, 0, -1]
+    assert not robust[fooled_before, 1:].any()  # restarts skip what is already fooled
+    assert 0 < curve[-1] < curve[0] <= 1
+    once = apgd(model, x, y, 0.05, steps=steps, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(model(once).argmax(1) != y, fooled_before)
+
+
+def test_apgd_stops_an_image_once_it_is_fooled(mnist):
+    """Early stopping costs no success: every image a run without it fools (here: the same
+    run, counted by the model's own passes) is fooled, with fewer passes."""
+    model, x, y = mnist
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
+    try:
+        adv, robust = apgd_trace(model, x, y, 0.1, steps=20,
+                                 generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert len(seen) == 21 or robust[:, 0, -1].sum() == 0
+    assert seen[0] == len(x) and seen[-1] <= robust[:, 0, -2].sum()
+    assert sum(seen) < len(x) * 21  # fewer image-passes than 21 full ones
+
+
 def test_restarts_keep_every_image_a_single_run_fooled(mnist):
     """The first restart is the single run (same generator seed); the rest can only add."""
     model, x, y = mnist
@@ -241,18 +279,27 @@ def test_restarts_keep_every_image_a_single_run_fooled(mnist):
 
 
 def test_worst_case_takes_a_fooling_candidate_wherever_one_exists(mnist):
-    """AutoAttack's rule: the pair fools every image either APGD run fools (the pair draws its
-    two random starts from one generator, in the order ce, dlr)."""
+    """AutoAttack's rule: the pair fools every image APGD-CE fools, and then every image
+    APGD-DLR fools among the rest (one generator: the CE run draws first)."""
     model, x, y = mnist
     x, y = x[:64], y[:64]
     generator = torch.Generator().manual_seed(5)
-    runs = [apgd(model, x, y, 0.05, steps=10, loss=loss, generator=generator)
-            for loss in ("ce", "dlr")]
-    pair = apgd_pair(model, x, y, 0.05, steps=10, generator=torch.Generator().manual_seed(5))
+    ce = apgd(model, x, y, 0.05, steps=10, loss="ce", generator=generator)
+    with torch.no_grad():
+        left = (model(ce).argmax(1) == y).nonzero().squeeze(1)
+    dlr = apgd(model, x[left], y[left], 0.05, steps=10, loss="dlr", generator=generator)
+    pair, robust = apgd_pair_trace(model, x, y, 0.05, steps=10,
+                                   generator=torch.Generator().manual_seed(5))
+    assert torch.equal(pair, apgd_pair(model, x, y, 0.05, steps=10,
+                                       generator=torch.Generator().manual_seed(5)))
+    runs = [ce, x.clone().index_copy_(0, left, dlr)]
     with torch.no_grad():
         fooled = [model(r).argmax(1) != y for r in runs]
         assert torch.equal(model(pair).argmax(1) != y, fooled[0] | fooled[1])
-        assert torch.equal(worst_case(model, [x, runs[0]], y)[fooled[0]], runs[0][fooled[0]])
+        assert torch.equal(robust[:, -1, -1], ~(fooled[0] | fooled[1]))
+        assert fooled[1].any() or not len(left)
+        only_run = fooled[0] & (model(x).argmax(1) == y)  # fooled by the run, not by x
+        assert torch.equal(worst_case(model, [x, runs[0]], y)[only_run], runs[0][only_run])
     with pytest.raises(ValueError, match="same shape"):
         worst_case(model, [x, x[:2]], y)
 

@@ -65,11 +65,20 @@ def test_in_chunks_cuts_every_per_image_tensor_alike():
         batching.in_chunks(run, 0, x, y)
 
 
+def test_in_chunks_concatenates_each_part_of_a_tuple():
+    x = torch.arange(10.0)
+    pair = batching.in_chunks(lambda a: (a + 1, a[:, None].repeat(1, 2) > 4), 3, x)
+    assert isinstance(pair, tuple) and torch.equal(pair[0], x + 1)
+    assert pair[1].shape == (10, 2) and torch.equal(pair[1][:, 0], x > 4)
+
+
 ATTACKS = {
     "fgsm": lambda m, x, y: attacks.fgsm(m, x, y, 8 / 255),
     "pgd": lambda m, x, y: attacks.pgd(m, x, y, 8 / 255, steps=3, quantize=True,
                                        generator=torch.Generator().manual_seed(1)),
     "deepfool": lambda m, x, y: attacks.deepfool(m, x, y, steps=5),
+    "apgd": lambda m, x, y: attacks.apgd(m, x, y, 8 / 255, steps=5,
+                                         generator=torch.Generator().manual_seed(1)),
     "carlini_wagner": lambda m, x, y: attacks.carlini_wagner(m, x, y, steps=5,
                                                              binary_search_steps=2),
 }
@@ -82,8 +91,9 @@ def test_attacks_in_chunks_equal_one_call(name, images, monkeypatch):
     whole = ATTACKS[name](model, *images)
     monkeypatch.setenv(batching.BATCH_ENV, "5")  # 23 images: chunks of 5, 5, 5, 5, 3
     chunked = ATTACKS[name](model, *images)
-    if name == "deepfool":  # it re-batches the images still correct at every step, and a
-        # convolution over another number of images may round its last bit differently
+    if name in ("deepfool", "apgd"):  # they re-batch the images still correct at every
+        # step, and a convolution over another number of images may round its last bit
+        # differently
         torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
     else:
         assert torch.equal(chunked, whole)

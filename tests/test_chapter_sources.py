@@ -58,6 +58,7 @@ TYPED_NUMBERS: dict[str, dict[str, str]] = {
     "06_adaptive_attacks": {
         "100%": "a sanity check's target (an attack that succeeds on every image at a "
                 "large eps), not a measurement",
+        "95%": "the confidence level of the intervals quoted, a setting",
     },
 }
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from helpers import attacks, evaluate, zoo
+from helpers.results import wilson_interval
 from tests.course_models import as_a_chapter_would
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -127,26 +128,26 @@ class _Trained(nn.Module):
 def test_adaptive_scoreboard_takes_the_strongest_adaptive_attack_and_counts_costs():
     eps, other_eps = 8 / 255, 4 / 255
     accuracy = {
-        ("a", "none", "PGD", eps, 10): 0.05,
-        ("a", "JPEG", "oblivious", eps, 10): 0.40,
-        ("a", "JPEG", "BPDA, identity", eps, 10): 0.35,
-        ("a", "JPEG", "BPDA, differentiable JPEG", eps, 10): 0.10,
-        ("a", "JPEG", "BPDA, differentiable JPEG", other_eps, 10): 0.01,  # other eps
-        ("a", "JPEG", "BPDA, differentiable JPEG", eps, 20): 0.02,        # other steps
-        ("b", "JPEG", "BPDA, identity", eps, 10): 0.50,                   # other data set
-        ("a", "vaccinated", "oblivious", eps, 10): 0.70,
-        ("a", "vaccinated", "BPDA, differentiable JPEG", eps, 10): 0.08,
+        ("a", "none", "PGD-10", eps): 0.05,
+        ("a", "JPEG", "oblivious", eps): 0.40,
+        ("a", "JPEG", "PGD-10, BPDA identity", eps): 0.35,
+        ("a", "JPEG", "PGD-10, BPDA cubic", eps): 0.10,
+        ("a", "JPEG", "PGD-10, BPDA cubic", other_eps): 0.01,  # other eps
+        ("b", "JPEG", "PGD-10, BPDA identity", eps): 0.50,     # other data set
+        ("a", "vaccinated", "oblivious", eps): 0.70,
+        ("a", "vaccinated", "PGD-10, BPDA cubic", eps): 0.08,
     }
     control, vaccine = _Trained(100.0), _Trained(30.0)
     clean = {("none", "a"): 0.9, ("JPEG", "a"): 0.85, ("vaccinated", "a"): 0.88}
     extra = {("none", "a"): [], ("JPEG", "a"): [],
              ("vaccinated", "a"): [control, vaccine, control]}    # control counted once
-    board = evaluate.adaptive_scoreboard(accuracy, eps, 10, clean, extra)
+    board = evaluate.adaptive_scoreboard(accuracy, eps, 200, clean, extra)
     assert list(board.index) == [("none", "a"), ("JPEG", "a"), ("vaccinated", "a")]
     jpeg_row = board.loc[("JPEG", "a")]
     assert jpeg_row["clean"] == 0.85 and jpeg_row["oblivious"] == 0.40
     assert jpeg_row["adaptive"] == 0.10
-    assert jpeg_row["strongest adaptive attack"] == "BPDA, differentiable JPEG"
+    assert (jpeg_row["adaptive low"], jpeg_row["adaptive high"]) == wilson_interval(0.1, 200)
+    assert jpeg_row["strongest adaptive attack"] == "PGD-10, BPDA cubic"
     assert jpeg_row["models to train"] == 0 and jpeg_row["their training (s)"] == 0
     none_row = board.loc[("none", "a")]                # nothing to be oblivious of
     assert none_row["oblivious"] == none_row["adaptive"] == 0.05
@@ -154,14 +155,25 @@ def test_adaptive_scoreboard_takes_the_strongest_adaptive_attack_and_counts_cost
     assert vaccinated_row["models to train"] == 2
     assert vaccinated_row["their training (s)"] == 130.0
     # the numbers follow the measurements
-    accuracy[("a", "JPEG", "BPDA, identity", eps, 10)] = 0.03
-    board = evaluate.adaptive_scoreboard(accuracy, eps, 10, clean, extra)
+    accuracy[("a", "JPEG", "PGD-10, BPDA identity", eps)] = 0.03
+    board = evaluate.adaptive_scoreboard(accuracy, eps, 200, clean, extra)
     assert board.loc[("JPEG", "a"), "adaptive"] == 0.03
-    assert board.loc[("JPEG", "a"), "strongest adaptive attack"] == "BPDA, identity"
+    assert board.loc[("JPEG", "a"), "strongest adaptive attack"] == "PGD-10, BPDA identity"
+
+
+def test_wilson_interval_covers_zero_and_matches_the_textbook_case():
+    """0 of 200: (0, 1.88%); 10 of 100: (5.52%, 17.44%) (Wilson 1927; Newcombe 1998)."""
+    low, high = wilson_interval(0.0, 200)
+    assert low == 0 and high == pytest.approx(0.0188, abs=1e-4)
+    low, high = wilson_interval(0.1, 100)
+    assert low == pytest.approx(0.0552, abs=1e-4) and high == pytest.approx(0.1744, abs=1e-4)
+    assert wilson_interval(1.0, 50)[1] == 1.0
+    with pytest.raises(ValueError):
+        wilson_interval(1.5, 10)
 
 
 def test_adaptive_scoreboard_refuses_a_defense_without_an_adaptive_attack():
-    accuracy = {("a", "JPEG", "oblivious", 8 / 255, 10): 0.4}
+    accuracy = {("a", "JPEG", "oblivious", 8 / 255): 0.4}
     with pytest.raises(KeyError, match="no adaptive attack on 'JPEG'"):
-        evaluate.adaptive_scoreboard(accuracy, 8 / 255, 10, {("JPEG", "a"): 0.9},
+        evaluate.adaptive_scoreboard(accuracy, 8 / 255, 200, {("JPEG", "a"): 0.9},
                                      {("JPEG", "a"): []})

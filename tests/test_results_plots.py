@@ -242,6 +242,18 @@ def test_charts_draw_95_percent_intervals_when_given_the_image_count():
     assert (low, high) == (pytest.approx(50 - 9.8), pytest.approx(50 + 9.8))
 
 
+def test_convergence_chart_draws_the_runs_one_after_another():
+    robust = torch.ones(4, 2, 3, dtype=torch.bool)  # 4 images, 2 runs of 2 steps
+    robust[0, 0, 1:] = robust[0, 1] = False  # image 0 falls at step 1 of the first run
+    robust[1, 1, 2] = False   # image 1 at the end of the second
+    ax = plots.convergence_chart({"a": robust}, run_names=["CE", "DLR"])
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "a"]
+    assert list(line.get_ydata()) == pytest.approx([100, 75, 75, 75, 75, 50])
+    dividers = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert len(dividers) == 1 and list(dividers[0].get_xdata()) == [3, 3]
+    assert [t.get_text() for t in ax.texts] == ["CE", "DLR"]
+
+
 def test_score_histograms_draw_each_set_and_the_threshold():
     scores = {"clean": torch.full((50,), 0.01), "attack": torch.full((50,), 0.2)}
     ax = plots.score_histograms(scores, threshold=0.05, title="AE I, L2")

@@ -165,6 +165,39 @@ def test_differentiable_stochastic_jpeg_uses_each_tiles_drawn_quality(cifar_test
     assert smooth.grad is not None and smooth.grad.abs().sum() > 0
 
 
+def test_stochastic_jpeg_bpda_is_the_real_draw_forward_and_its_own_tiles_backward(cifar_test):
+    """Forward: bit for bit the SLQ draw the same generator makes. Backward: the gradient of
+    the differentiable SLQ with those same tiles (each block's own quality)."""
+    x = cifar_test[0][:6]
+    qualities = (20, 90)
+    real = vaccination.stochastic_jpeg(x, qualities, torch.Generator().manual_seed(4))
+    probe = x.clone().requires_grad_(True)
+    out = vaccination.stochastic_jpeg_bpda(probe, qualities, torch.Generator().manual_seed(4))
+    assert torch.equal(out, real)
+    weights = torch.randn_like(x)
+    (grad,) = torch.autograd.grad((out * weights).sum(), probe)
+    twin = x.clone().requires_grad_(True)
+    smooth = vaccination.stochastic_jpeg(twin, qualities, torch.Generator().manual_seed(4),
+                                         rounding="straight-through")
+    (expected,) = torch.autograd.grad((smooth * weights).sum(), twin)
+    assert torch.equal(grad, expected)
+    other = x.clone().requires_grad_(True)  # another draw: another gradient
+    (elsewhere,) = torch.autograd.grad((vaccination.stochastic_jpeg_bpda(
+        other, qualities, torch.Generator().manual_seed(5)) * weights).sum(), other)
+    assert not torch.equal(grad, elsewhere)
+
+
+def test_shield_predict_is_the_members_vote_on_one_slq_draw(cifar_test):
+    x = cifar_test[0][:16]
+    torch.manual_seed(0)
+    members = {q: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+               for q in (25, 75)}
+    quantized = vaccination.stochastic_jpeg(x, (25, 75), torch.Generator().manual_seed(1))
+    expected = vaccination.vote([m(quantized) for m in members.values()])
+    got = vaccination.shield_predict(members, x, torch.Generator().manual_seed(1))
+    assert torch.equal(got, expected)
+
+
 def test_stochastic_jpeg_takes_each_tile_from_one_quality(cifar_test):
     x = cifar_test[0][:8]
     qualities = (90, 20)

@@ -27,8 +27,11 @@ TINY = Profile(name="tiny",
                finetune_epochs=1, validation_size=10, detector_fpr=0.1, magnet_kappas=(0,),
                vaccine_qualities=(50,), vaccine_epochs=1, vaccine_from_scratch=False,
                adaptive_size=10,
-               adaptive_eps=(8 / 255,), adaptive_steps=(2,), eot_samples=2,
-               adversarial_epochs=1, adversarial_steps=1, adversarial_eps=8 / 255)
+               adaptive_eps=(8 / 255,), adaptive_steps=(2,), apgd_steps=2,
+               apgd_restarts=1, square_queries=2, square_size=2, eot_samples=2,
+               shield_datasets=(), deployed_draws=1,
+               adversarial_epochs=1, adversarial_steps=1, adversarial_alpha=2 / 255,
+               adversarial_eps=8 / 255, adversarial_from_scratch=False)
 
 
 def test_a_training_transform_must_name_itself():
