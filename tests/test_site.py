@@ -18,6 +18,7 @@ do. ``LESSON_SITE_HTML=path/to/_build/html`` checks an existing build instead of
 
 from __future__ import annotations
 
+import contextlib
 import html as html_lib
 import os
 import re
@@ -46,7 +47,12 @@ WIDGET_TIMEOUT_MS = 30_000
 COLAB = "https://colab.research.google.com"
 # Not the book's doing, and harmless: sphinx-book-theme puts sphinx-thebe's configuration script
 # on every page twice, so its second `const THEBE_JS_URL` throws.
-KNOWN_PAGE_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+KNOWN_PAGE_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",
+                     # @jupyter-widgets/html-manager 1.0.x typesets widget labels through
+                     # MathJax 2's MathJax.Hub.Queue; on a page with equations Sphinx loads
+                     # MathJax 3, which has no Hub. Harmless: no widget label here holds
+                     # maths, and the widgets still render (checked on every page).
+                     "Cannot read properties of undefined (reading 'Queue')")
 # @jupyter-widgets/html-manager 1.0.x's CSS names its icon fonts by paths relative to the page,
 # not to the CDN, so no site finds them (online either); the course's widgets show no icons.
 KNOWN_MISSING = re.compile(r"/@jupyter-widgets/(html-manager/dist/)?\w+\.(woff2?|ttf|eot|svg)$")
@@ -118,6 +124,24 @@ WIDE_CODE_JS = """() => {
                     + pre.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b));
 }"""
 COLAB_JS = f"""() => [...document.querySelectorAll('a[href^="{COLAB}"]')].map(a => a.href)"""
+# Equations the build emitted (MyST $...$ becomes .math) and how many MathJax typeset; raw TeX
+# delimiters or dollars left in the text; citations and their links to the references page.
+MATH_JS = """() => {
+  const main = document.querySelector('#main-content') || document.body;
+  const text = main.innerText;
+  return {math: main.querySelectorAll('.math').length,
+          typeset: main.querySelectorAll('.math .MathJax, .math .MathJax_Display,'
+                                         + ' .math mjx-container').length,
+          raw: (text.match(/\\$|\\\\\\(|\\\\\\[/g) || []).length,
+          cite_roles_left: text.includes('{cite'),
+          citations: main.querySelectorAll('a[href^="references.html#"]').length};
+}"""
+MATH_WAIT_JS = """() => {
+  const main = document.querySelector('#main-content') || document.body;
+  const math = main.querySelectorAll('.math').length;
+  return math === 0 || main.querySelectorAll('.math .MathJax, .math .MathJax_Display,'
+                                             + ' .math mjx-container').length >= math;
+}"""
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -199,6 +223,7 @@ class Visit:
     sidebar: list[tuple[str, str]] = field(default_factory=list)
     wide_code: list[str] = field(default_factory=list)
     widget_problems: list[str] = field(default_factory=list)
+    math: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
@@ -223,6 +248,9 @@ def visit_page(browser: Any, base_url: str, docname: str, network: Network,
         visit.headings = page.evaluate(HEADINGS_JS)
         visit.images = page.evaluate(IMAGES_JS)
         visit.colab_links = page.evaluate(COLAB_JS)
+        with contextlib.suppress(Exception):  # a page whose MathJax never loads: checked below
+            page.wait_for_function(MATH_WAIT_JS, timeout=20_000)
+        visit.math = page.evaluate(MATH_JS)
         visit.sidebar = [(url.removeprefix(base_url).removesuffix(".html"), text)
                          for url, text in page.evaluate(SIDEBAR_JS)]
         if screenshot:
@@ -407,6 +435,17 @@ def test_widgets_render_from_the_stored_state(visit):
 
 def test_page_loads_offline_without_errors(visit):
     assert not visit.errors, visit.errors
+
+
+def test_equations_are_typeset_and_citations_link_to_the_references(visit):
+    """Every equation the build emitted is typeset by MathJax, no raw TeX or dollar is left,
+    and every citation in the page's source became links to the references page."""
+    math = visit.math
+    assert math["typeset"] >= math["math"], math
+    assert math["raw"] == 0, math
+    assert not math["cite_roles_left"], math
+    roles = len(re.findall(r"\{cite:[pt]\}`", visit.source.path.read_text()))
+    assert math["citations"] >= roles, (math, roles)
 
 
 # ---------------------------------------------------------------------------------------------
