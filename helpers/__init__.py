@@ -43,10 +43,10 @@ from . import (
                vaccination,
                zoo,
 )
-from .chapter import start
+from .chapter import show_settings, start
 
 __all__ = ["adaptive", "adversarial_training", "attacks", "batching", "cache", "data",
            "defenses", "device", "evaluate", "images", "jpeg", "models", "plots", "profiles",
            "results", "shifts", "spectra", "timing", "train", "transforms", "vaccination", "zoo",
-           "start"]
+           "show_settings", "start"]
 __version__ = "0.1.0"

@@ -39,7 +39,7 @@ class Profile:
     magnet_cw_search_steps: int  # Chapter 3's rounds: success at each kappa matters most there
     finetune_epochs: int  # Chapter 1: epochs of fine-tuning on shifted data
     validation_size: int  # Chapter 3: held-out clean training images that set detector thresholds
-    detector_fpr: float  # Chapter 3: false-positive rate each detector is set to on them
+    detector_fpr: float  # Chapter 3: each detector's false-positive rate on those images
     magnet_kappas: tuple[float, ...]  # Chapter 3: Carlini-Wagner confidences attacked
     vaccine_qualities: tuple[int, ...]  # Chapter 5: JPEG qualities models are vaccinated at
     vaccine_epochs: int  # Chapter 5: epochs of training on JPEG-compressed images

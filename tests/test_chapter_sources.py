@@ -114,6 +114,8 @@ def test_setup_cell_uses_the_configured_repository(source: Path):
 
 def typed_measurements(markdown: str) -> list[str]:
     """The measured-looking numbers typed in ``markdown`` (glue roles, code, maths left out)."""
+    # a directive's fence lines (```{exercise} ...) are not code spans: drop them first
+    markdown = re.sub(r"^`{3,}.*$", "", markdown, flags=re.MULTILINE)
     return [m.group(0).strip() for m in MEASURED.finditer(NOT_PROSE.sub(" ", markdown))]
 
 
@@ -122,6 +124,9 @@ def test_typed_measurement_rule():
         == ["52.8%", "3 points", "5.1x", "0.31"]
     assert typed_measurements("keeps {glue:text}`a:.1%` at quality 75, eps 8/255, `0.5%`, "
                               "8x8 blocks, $0.1\\%$, 10k images, 2-core") == []
+    # inside a directive: its fence is not a code span, its prose is still prose
+    assert typed_measurements("```{exercise} Title\n:label: x\n\nuse `eps = 0.5` to "
+                              "reach 52.8%\n```") == ["52.8%"]
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -139,3 +144,68 @@ def test_code_and_notebooks_pass_ruff():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercises: sphinx-exercise directives at the end of every chapter
+# ---------------------------------------------------------------------------------------------
+
+DIRECTIVE = re.compile(r"^(`{3,})\{(exercise|solution|solution-start|solution-end)\}([^\n]*)\n"
+                       r"(.*?)^\1\s*$", re.DOTALL | re.MULTILINE)
+
+
+def exercises_of(source: Path) -> dict[str, dict]:
+    """Each exercise's label -> its text, its solution's kind, and the code cells of a gated
+    solution (``solution-start`` ... ``solution-end``, which the notebook runs)."""
+    found: dict[str, dict] = {}
+    open_label = None
+    for cell in jupytext.read(source).cells:
+        if cell.cell_type == "code":
+            if open_label is not None:
+                found[open_label]["code"].append(
+                    (cell.source, sorted(cell.metadata.get("tags", []))))
+            continue
+        for _fence, kind, argument, body in DIRECTIVE.findall(cell.source):
+            options = dict(re.findall(r"^:(\w+):\s*(.*)$", body, flags=re.MULTILINE))
+            if kind == "exercise":
+                label = options.get("label")
+                assert label, f"{source.name}: an exercise without a :label: ({argument})"
+                assert label not in found, f"{source.name}: exercise label {label} twice"
+                found[label] = {"text": body, "solution": None, "code": [], "class": None}
+            elif kind in ("solution", "solution-start"):
+                label = argument.strip()
+                assert label in found, f"{source.name}: a solution to unknown {label!r}"
+                found[label].update(solution=kind, **{"class": options.get("class")})
+                open_label = label if kind == "solution-start" else None
+            else:
+                assert open_label is not None, f"{source.name}: solution-end with none open"
+                open_label = None
+    assert open_label is None, f"{source.name}: solution to {open_label} never ends"
+    return found
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_chapter_ends_with_exercises_and_folded_solutions(source: Path):
+    """3-5 exercises, each with its time on a CPU and on a GPU and a solution folded by
+    default; at least two solve in code the notebook runs, each with a hidden check that
+    fails if the solution stops working."""
+    text = source.read_text()
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    assert headings[-1] == "Exercises", f"{source.name}: end with a '## Exercises' section"
+    found = exercises_of(source)
+    assert 3 <= len(found) <= 5, f"{source.name}: {len(found)} exercises"
+    chapter = source.stem[:2]
+    for label, exercise in found.items():
+        assert label.startswith(f"ch{chapter}-"), f"{label}: prefix labels with ch{chapter}-"
+        assert exercise["solution"], f"{source.name}: {label} has no solution"
+        assert exercise["class"] == "dropdown", f"{label}: fold its solution (:class: dropdown)"
+        assert re.search(r"on a CPU", exercise["text"]) and re.search(
+            r"on a GPU", exercise["text"]), f"{label}: say how long it takes on a CPU and a GPU"
+    coded = {label: e["code"] for label, e in found.items() if e["code"]}
+    assert len(coded) >= 2, f"{source.name}: only {sorted(coded)} solve in code"
+    for label, cells in coded.items():
+        shown = [code for code, tags in cells if "remove-cell" not in tags]
+        checks = [code for code, tags in cells if "remove-cell" in tags]
+        assert shown, f"{label}: the solution's code is shown to the reader"
+        assert any("assert" in code for code in checks), (
+            f"{label}: add a hidden (remove-cell) check of the solution's result")

@@ -193,3 +193,37 @@ def test_training_precision_setting_wins_and_is_checked(monkeypatch):
     monkeypatch.setenv(device.PRECISION_ENV, "fp16")
     with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'"):
         device.training_dtype(torch.device("cpu"))
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter.show_settings: the settings a paragraph discusses, with their values
+# ---------------------------------------------------------------------------------------------
+
+def test_every_setting_is_described():
+    described = chapter.setting_descriptions()
+    missing = [name for name, text in described.items()
+               if not text and name not in ("name", "recipes", "notes")]
+    assert not missing, f"give these Profile fields a comment in profiles.py: {missing}"
+    assert described["eot_samples"] == "Chapter 6: random draws averaged per gradient (EOT)"
+
+
+def test_show_settings_prints_values_as_a_reader_writes_them(capsys):
+    quick = profiles.get_profile("quick")
+    chapter.show_settings(quick, "adaptive_eps", "attack_size", "shield_datasets",
+                          "detector_fpr", "vaccine_from_scratch")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Settings of the quick profile:"
+    values = [line.split("  ")[1].strip() for line in out[1:]]
+    assert values[0] == "adaptive_eps = (2/255, 4/255, 8/255)"
+    assert values[1] == f"attack_size = {quick.attack_size:,}"
+    assert values[2] == "shield_datasets = (cifar10)"
+    assert values[3] == f"detector_fpr = {quick.detector_fpr}"
+    assert values[4] == "vaccine_from_scratch = False"
+    assert out[1].endswith("Chapter 6: L-inf budgets of the adaptive attacks")
+    chapter.show_settings(profiles.get_profile("full"), "attack_size")
+    assert "attack_size = 10,000" in capsys.readouterr().out
+
+
+def test_show_settings_rejects_an_unknown_name():
+    with pytest.raises(KeyError, match="unknown profile settings.*eot_samplez"):
+        chapter.show_settings(profiles.get_profile("quick"), "eot_samplez")

@@ -136,6 +136,14 @@ MATH_JS = """() => {
           cite_roles_left: text.includes('{cite'),
           citations: main.querySelectorAll('a[href^="references.html#"]').length};
 }"""
+# Exercises (sphinx-exercise) and their solutions: a solution is folded when sphinx-togglebutton
+# has hidden everything after its title.
+SOLUTIONS_JS = """() => [...document.querySelectorAll('article.bd-article .solution')].map(s => ({
+  id: s.id,
+  folded: s.classList.contains('toggle-hidden') && [...s.children].slice(1)
+      .every(c => getComputedStyle(c).visibility === 'hidden'),
+  code: s.querySelectorAll('.cell_input').length}))"""
+EXERCISES_JS = "() => document.querySelectorAll('article.bd-article .exercise').length"
 MATH_WAIT_JS = """() => {
   const main = document.querySelector('#main-content') || document.body;
   const math = main.querySelectorAll('.math').length;
@@ -168,7 +176,7 @@ def _short(url: str) -> str:
 class Network:
     """Routes a browser context's requests: the site from the local server, CDN files from the
     npm copies (unless ``serve_cdn`` is off), anything else refused and recorded. Local paths
-    ending in one of ``missing`` get a 404, to test that a missing figure is noticed."""
+    ending in one of ``missing`` get a 404, to test that a missing figure or script is noticed."""
 
     base_url: str
     serve_cdn: bool = True
@@ -224,6 +232,9 @@ class Visit:
     wide_code: list[str] = field(default_factory=list)
     widget_problems: list[str] = field(default_factory=list)
     math: dict = field(default_factory=dict)
+    exercises: int = 0
+    solutions: list[dict] = field(default_factory=list)  # as loaded: folded or not, code cells
+    opened_on_click: bool | None = None  # the first solution, after a click on its button
     errors: list[str] = field(default_factory=list)
     screenshot: Path | None = None
 
@@ -258,6 +269,17 @@ def visit_page(browser: Any, base_url: str, docname: str, network: Network,
             visit.screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(visit.screenshot), full_page=True)
             print(f"screenshot: {visit.screenshot}")
+        visit.exercises = page.evaluate(EXERCISES_JS)
+        visit.solutions = page.evaluate(SOLUTIONS_JS)
+        if visit.solutions:
+            # its toggle button (the title's text is mostly a link to the exercise; an
+            # unlabelled solution's id holds its page's path, "/" included)
+            button = page.locator(
+                f'[id="{visit.solutions[0]["id"]}"] .admonition-title .toggle-button')
+            if button.count():  # none where sphinx-togglebutton's script did not run
+                button.click()
+                page.wait_for_timeout(500)
+                visit.opened_on_click = not page.evaluate(SOLUTIONS_JS)[0]["folded"]
         visit.wide_code = page.evaluate(WIDE_CODE_JS)  # after the screenshot: opens folds
         if sliders and not visit.widget_problems:
             visit.widget_problems = slider_problems(page)
@@ -448,6 +470,20 @@ def test_equations_are_typeset_and_citations_link_to_the_references(visit):
     assert math["citations"] >= roles, (math, roles)
 
 
+def test_exercises_render_with_their_solutions_folded(visit):
+    """A chapter's exercises (3-5, tests/test_chapter_sources.py counts them in the source)
+    all render, each solution starts folded, one opens on a click on its button, and the
+    solutions the notebook runs show their code."""
+    if not visit.source.is_notebook:
+        assert visit.exercises == 0 and not visit.solutions
+        return
+    assert 3 <= visit.exercises <= 5, visit.exercises
+    assert len(visit.solutions) == visit.exercises, visit.solutions
+    assert all(s["folded"] for s in visit.solutions), visit.solutions
+    assert visit.opened_on_click, "a click on a solution's button did not open it"
+    assert sum(s["code"] > 0 for s in visit.solutions) >= 2, visit.solutions
+
+
 # ---------------------------------------------------------------------------------------------
 # The checks bite: the same code must fail on a broken page
 # ---------------------------------------------------------------------------------------------
@@ -474,6 +510,15 @@ def test_figure_check_fails_when_a_figure_is_missing(browser, base_url, site_htm
                        screenshot=False, sliders=False)
     assert any("did not load" in p and figure.split("/")[-1][:20] in p
                for p in figure_problems(visit)), figure_problems(visit)
+
+
+def test_folded_check_fails_when_solutions_are_not_folded(browser, base_url):
+    """Without sphinx-togglebutton's script the solutions stay open, and the check says so."""
+    docname = _first_page(lambda source: source.is_notebook)
+    visit = visit_page(browser, base_url, docname,
+                       Network(base_url, missing=("_static/togglebutton.js",)),
+                       screenshot=False, sliders=False)
+    assert visit.solutions and not any(s["folded"] for s in visit.solutions), visit.solutions
 
 
 # ---------------------------------------------------------------------------------------------
