@@ -184,12 +184,30 @@ def test_training_is_mixed_precision_only_where_the_cpu_has_bfloat16(monkeypatch
     assert device.training_dtype(torch.device("cpu")) == expected
 
 
+@pytest.mark.parametrize("capability, expected", [
+    ((7, 0), torch.float16),   # V100
+    ((7, 5), torch.float16),   # T4, Colab's default GPU: no native bfloat16
+    ((8, 0), torch.bfloat16),  # A100
+    ((8, 9), torch.bfloat16),  # L4
+    ((9, 0), torch.bfloat16),  # H100
+])
+def test_gpu_precision_follows_the_compute_capability(monkeypatch, capability, expected):
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _=None: capability)
+    assert device.training_dtype(torch.device("cuda")) == expected
+    # (a CUDA scaler switches itself off where there is no GPU, so the CPU's shows the rule)
+    scaler = device.gradient_scaler(torch.device("cpu"), expected)
+    assert scaler.is_enabled() == (expected == torch.float16), "scale float16's loss only"
+
+
 def test_training_precision_setting_wins_and_is_checked(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     monkeypatch.setenv(device.PRECISION_ENV, "float32")
     assert device.training_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setenv(device.PRECISION_ENV, " BFloat16 ")
     assert device.training_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(device.PRECISION_ENV, "float16")
+    assert device.training_dtype(torch.device("cpu")) == torch.float16
     monkeypatch.setenv(device.PRECISION_ENV, "fp16")
-    with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'"):
+    with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'.*'float16'"):
         device.training_dtype(torch.device("cpu"))
