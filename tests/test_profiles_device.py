@@ -167,6 +167,8 @@ def test_start_prints_the_run_line_and_seeds(no_cuda, monkeypatch, capsys):
     assert f"torch {torch.__version__}" in out and "LESSON_PROFILE=full" in out
     expected = str(device.training_dtype(dev)).removeprefix("torch.")
     assert f"| training in {expected} |" in out
+    from helpers.jpeg import jpeg_backend, jpeg_backend_version
+    assert f"| jpeg: {jpeg_backend()} {jpeg_backend_version()} |" in out  # what coded JPEG
     chapter.start("00_test", seed=5)
     assert torch.equal(torch.rand(4), x)
     capsys.readouterr()
