@@ -27,9 +27,9 @@ class PGDPerturbation:
     The step size is ``alpha`` (default ``attacks.pgd``'s, ``2.5 * eps / steps``), and every
     batch gets a random start from a generator seeded with ``seed``, so a run is reproducible.
     The attack runs the model in eval mode and restores its training mode (``attacks.pgd``
-    does), in the precision ``fit`` trains in (:func:`~helpers.device.training_dtype`:
-    bfloat16 where the hardware has it, twice as fast on the CI machine; a step's sign
-    hardly depends on it). ``key`` names it in the cache key of the model trained with it.
+    does), in bfloat16 where ``fit`` trains in it (:func:`~helpers.device.training_dtype`;
+    twice as fast on the CI machine; a step's sign hardly depends on it), else float32.
+    ``key`` names it in the cache key of the model trained with it.
     """
 
     eps: float
@@ -45,8 +45,10 @@ class PGDPerturbation:
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, model: nn.Module, images: Tensor, labels: Tensor) -> Tensor:
+        # bfloat16 where fit trains in it; float16 has no loss scaling here, and an input
+        # gradient flushed to zero would stop the attack, so it runs in float32 instead
         dtype = training_dtype(images.device)
-        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        with torch.autocast(images.device.type, dtype=dtype, enabled=dtype == torch.bfloat16):
             adv = attacks.pgd(model, images, labels, eps=self.eps, steps=self.steps,
                               alpha=self.alpha, generator=self.generator)
         return adv.float()

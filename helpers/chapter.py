@@ -14,6 +14,7 @@ import torch
 import torchvision
 
 from .device import get_device, seed_everything, training_dtype
+from .jpeg import jpeg_backend, jpeg_backend_version
 from .profiles import Profile, get_profile
 
 
@@ -23,6 +24,7 @@ def describe_run(profile: Profile, device: torch.device) -> str:
     precision = str(training_dtype(device)).removeprefix("torch.")
     return (f"profile: {profile.name} | device: {device.type}{gpu} | training in {precision} | "
             f"torch {torch.__version__} | torchvision {torchvision.__version__} | "
+            f"jpeg: {jpeg_backend()} {jpeg_backend_version()} | "
             f"python {platform.python_version()}")
 
 

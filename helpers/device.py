@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 PRECISION_ENV = "LESSON_PRECISION"
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -40,23 +41,38 @@ def seed_everything(seed: int) -> torch.Generator:
 def training_dtype(device: torch.device) -> torch.dtype:
     """What :func:`helpers.train.fit` computes its forward pass in on ``device``.
 
-    ``torch.bfloat16`` (mixed precision: weights, gradients and the optimizer stay float32)
-    where the hardware has native bfloat16 arithmetic: a CUDA GPU from Ampere on, or a CPU
-    with AVX512-BF16 or AMX. There it trains about 2-3 times faster than float32 (measured on
-    the 2-core CI machine: README, Performance). Elsewhere ``torch.float32``. Attacks,
-    predictions and defenses always run in float32. ``LESSON_PRECISION=float32`` forces
-    float32 everywhere; models are cached per precision, so the two never mix.
+    Chosen by the hardware (mixed precision: weights, gradients and the optimizer stay
+    float32 whatever the forward pass computes in):
+
+    * a CUDA GPU of compute capability 8.0 or above (Ampere, Ada, Hopper: A100, L4, H100):
+      ``torch.bfloat16``, which has float32's range, so no loss scaling is needed;
+    * an older CUDA GPU (Colab's T4 is 7.5; V100 7.0): ``torch.float16``, which these have
+      fast tensor-core kernels for and bfloat16 only emulated; ``fit`` then scales the loss
+      with a gradient scaler, since float16's small range would flush gradients to zero;
+    * a CPU: ``torch.bfloat16`` where it has native bfloat16 arithmetic (AVX512-BF16 or AMX;
+      about 2-3 times faster than float32 on the 2-core CI machine: README, Performance),
+      else ``torch.float32``.
+
+    Attacks, predictions and defenses always run in float32. ``LESSON_PRECISION`` set to
+    ``float32``, ``bfloat16`` or ``float16`` forces one; models are cached per precision, so
+    they never mix.
     """
     wanted = os.environ.get(PRECISION_ENV, "auto").strip().lower()
-    if wanted not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"{PRECISION_ENV}={wanted!r}: use 'auto' (bfloat16 where the hardware "
-                         "has it natively), 'float32' or 'bfloat16'")
+    if wanted not in ("auto", *PRECISIONS):
+        raise ValueError(f"{PRECISION_ENV}={wanted!r}: use 'auto' (chosen by the hardware), "
+                         f"or force one of {', '.join(repr(p) for p in PRECISIONS)}")
     if wanted != "auto":
         return getattr(torch, wanted)
     if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-    elif device.type == "cpu":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
+    if device.type == "cpu":
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    else:
-        native = False
-    return torch.bfloat16 if native else torch.float32
+        return torch.bfloat16 if native else torch.float32
+    return torch.float32
+
+
+def gradient_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """A loss scaler that is active only for float16 training (see :func:`training_dtype`);
+    for bfloat16 and float32 every call passes through unchanged."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)

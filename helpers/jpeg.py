@@ -1,13 +1,20 @@
 """JPEG compression as a batched tensor operation, and its building blocks.
 
-``jpeg(images, quality)`` encodes and decodes a whole batch through torchvision's libjpeg
-bindings (nvjpeg on a GPU). On the CPU the result is bit-identical to Pillow's encoder and
-decoder at the same quality with 4:2:0 chroma subsampling (Pillow's default), which the tests
-check image by image. ``jpeg(images, quality, subsampling="4:4:4")`` keeps every colour sample
-(Pillow's ``subsampling=0``): torchvision cannot, so the batch is tiled into one mosaic that
-Pillow codes in a single call, which is exact because at 4:4:4 every 8x8 block is coded on its
-own. ``chroma_subsampled`` applies 4:2:0 alone, with no quantization, to tell the two lossy
-steps apart. ``encoded_sizes`` gives the file size of each image.
+``jpeg(images, quality)`` encodes and decodes a whole batch through a libjpeg codec for
+tensors: TorchCodec's image encoder and decoder when TorchCodec is installed and loads, else
+torchvision's (``torchvision.io.encode_jpeg``/``decode_jpeg``, deprecated since torchvision
+0.29), both decoding with nvjpeg when the images are on a GPU. ``jpeg_backend()`` names the one
+in use; ``LESSON_JPEG_BACKEND=torchcodec`` or ``=torchvision`` forces one. Both are imported
+only when a JPEG is first made, so ``import helpers`` does not depend on either. On the CPU the
+result is bit-identical to Pillow's encoder and decoder at the same quality with 4:2:0 chroma
+subsampling (Pillow's default), whichever backend codes it, which the tests check image by
+image for each installed backend; a GPU decoder (nvjpeg) is not libjpeg, and the tests hold it
+to ``GPU_DECODE_MEAN_GAP`` of the CPU's result instead. ``jpeg(images, quality,
+subsampling="4:4:4")`` keeps every colour sample (Pillow's ``subsampling=0``): neither codec
+can, so the batch is tiled into one mosaic that Pillow codes in a single call, which is exact
+because at 4:4:4 every 8x8 block is coded on its own. ``chroma_subsampled`` applies 4:2:0 alone,
+with no quantization, to tell the two lossy steps apart. ``encoded_sizes`` gives the file size
+of each image.
 
 The rest rebuilds the codec from its steps as plain, batched tensor functions, so a chapter
 can show what JPEG throws away and an attack can differentiate through it: colour conversion
@@ -19,15 +26,18 @@ information apart from the subsampling) and the way back. ``jpeg_differentiable`
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import math
 import numbers
+import os
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from .images import check_images, quantize, to_uint8
 
@@ -68,12 +78,175 @@ def _check_three_channels(images: torch.Tensor) -> None:
                          f"got shape {tuple(images.shape)}.")
 
 
+# The codec behind ``jpeg`` and ``encoded_sizes``. torchvision deprecated its image encoder and
+# decoder in 0.29 ("will be removed in a future release") for TorchCodec's, so TorchCodec comes
+# first and torchvision is the fallback. Each is imported on first use, never when helpers is
+# imported, so a release that drops one cannot break ``import helpers``.
+BACKEND_ENV = "LESSON_JPEG_BACKEND"
+BACKENDS = ("torchcodec", "torchvision")  # in order of preference
+# What each needs: TorchCodec's image API (a list to decode_jpeg, JpegEncoder.to_tensor) from
+# 0.16, a build matching torch's (its default Linux wheels need a CUDA build of torch);
+# torchvision's lists to encode_jpeg (0.19) and decode_jpeg (0.20).
+_INSTALL_HINT = {
+    "torchcodec": "pip install 'torchcodec>=0.16' (a build matching your torch: "
+                  "https://github.com/pytorch/torchcodec#installing-torchcodec)",
+    "torchvision": "pip install 'torchvision>=0.20' (a build matching your torch, from before "
+                   "torchvision removes torchvision.io.encode_jpeg)",
+}
+
+# A GPU decodes with nvjpeg, whose inverse DCT and chroma upsampling are not libjpeg's: the
+# tests hold ``jpeg`` on a GPU to this mean absolute difference (in [0, 1] units, per batch)
+# from the CPU's bit-exact result. It is the bound torchvision's own tests set between nvjpeg
+# and libjpeg decoding the same file (2 levels of 255); bit-exactness is asserted on the CPU only.
+GPU_DECODE_MEAN_GAP = 2 / 255
+
+
+@dataclasses.dataclass(frozen=True)
+class _Codec:
+    """A JPEG codec for lists of uint8 C x H x W tensors (1 or 3 channels) on the CPU."""
+
+    name: str
+    version: str
+    encode: Callable[[list[torch.Tensor], int], list[torch.Tensor]]  # images, quality -> files
+    decode: Callable[[list[torch.Tensor], torch.device], list[torch.Tensor]]  # files, device
+
+
+def _torchcodec() -> _Codec:
+    import torchcodec
+    from torchcodec.decoders import decode_jpeg
+    from torchcodec.encoders import JpegEncoder
+
+    def encode(images: list[torch.Tensor], quality: int) -> list[torch.Tensor]:
+        # TorchCodec has no list encoder; torchvision's list call loops over images the same way
+        return [JpegEncoder(image).to_tensor(quality=quality) for image in images]
+
+    def decode(files: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        # one call for the batch: on a GPU a single batched nvjpeg decode
+        return decode_jpeg(files, mode="UNCHANGED", device=device)
+
+    return _Codec("torchcodec", torchcodec.__version__, encode, decode)
+
+
+def _torchvision() -> _Codec:
+    import torchvision
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    def encode(images: list[torch.Tensor], quality: int) -> list[torch.Tensor]:
+        return encode_jpeg(images, quality=quality)
+
+    def decode(files: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        return decode_jpeg(files, device=device)
+
+    return _Codec("torchvision", torchvision.__version__, encode, decode)
+
+
+_LOADERS = {"torchcodec": _torchcodec, "torchvision": _torchvision}
+
+
+@functools.cache
+def _load(name: str) -> tuple[_Codec | None, str, bool]:
+    """(the codec, or None and why not, and whether the package is installed at all).
+
+    Loads ``name`` once and tries it on a gray and a colour image, through the list calls
+    ``jpeg`` makes, so a build that imports but does not work counts as unavailable.
+    """
+    try:
+        codec = _LOADERS[name]()
+        images = [torch.zeros(3, 16, 8, dtype=torch.uint8), torch.full((1, 8, 16), 200,
+                                                                        dtype=torch.uint8)]
+        with warnings.catch_warnings():  # torchvision's deprecation, even under -W error
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = codec.decode(codec.encode(images, 90), torch.device("cpu"))
+        if [tuple(d.shape) for d in decoded] != [(3, 16, 8), (1, 8, 16)]:
+            raise RuntimeError("a round trip gave the wrong shapes "
+                               f"{[tuple(d.shape) for d in decoded]}")
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == name:
+            return None, f"{name} is not installed", False
+        return None, f"{name} does not load ({type(exc).__name__}: {exc})", True
+    except Exception as exc:  # noqa: BLE001 - a build that does not load or work: say why
+        version = _installed_version(name)
+        return None, f"{name} {version} does not work here ({type(exc).__name__}: {exc})", True
+    return codec, "", True
+
+
+def _installed_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _wanted_backend() -> str:
+    setting = os.environ.get(BACKEND_ENV, "")
+    wanted = setting.strip().lower() or "auto"
+    if wanted not in ("auto", *BACKENDS):
+        raise ValueError(f"{BACKEND_ENV}={setting!r}: use one of {', '.join(map(repr, BACKENDS))} "
+                         "to force that JPEG codec, or unset it (or 'auto') to use TorchCodec "
+                         "when it works and torchvision otherwise.")
+    return wanted
+
+
+def _codec() -> _Codec:
+    """The codec to use now: the one ``LESSON_JPEG_BACKEND`` forces, else the first that works."""
+    wanted = _wanted_backend()
+    if wanted != "auto":
+        codec, why, _ = _load(wanted)
+        if codec is None:
+            raise ImportError(f"{BACKEND_ENV}={wanted!r} asks for {wanted}'s JPEG codec, but "
+                              f"{why}. Install it ({_INSTALL_HINT[wanted]}), or unset "
+                              f"{BACKEND_ENV} to use whichever codec works.")
+        return codec
+    reasons = []
+    for name in BACKENDS:
+        codec, why, installed = _load(name)
+        if codec is not None:
+            if reasons:
+                _warn_once(f"JPEG through {name}, because {'; '.join(reasons)}.")
+            return codec
+        if installed:  # installed but broken: worth a warning if another codec takes over
+            reasons.append(why)
+    whys = "; ".join(_load(name)[1] for name in BACKENDS)
+    raise ImportError(f"No JPEG codec works here: {whys}. Install TorchCodec "
+                      f"({_INSTALL_HINT['torchcodec']}), or else torchvision "
+                      f"({_INSTALL_HINT['torchvision']}).")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=4)
+
+
+def jpeg_backend() -> str:
+    """The codec ``jpeg`` and ``encoded_sizes`` use now: ``"torchcodec"`` or ``"torchvision"``.
+
+    TorchCodec when it is installed and works, else torchvision; ``LESSON_JPEG_BACKEND`` set to
+    either name forces it (an error if it does not work). Raises ``ImportError`` saying what to
+    install when neither works.
+    """
+    return _codec().name
+
+
+def jpeg_backend_version() -> str:
+    """The version of the package behind :func:`jpeg_backend`, e.g. ``"0.17.0"``."""
+    return _codec().version
+
+
+def available_jpeg_backends() -> tuple[str, ...]:
+    """The codecs that are installed and work here, in order of preference."""
+    return tuple(name for name in BACKENDS if _load(name)[0] is not None)
+
+
 def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """Compress and decompress a float batch in [0, 1] (grayscale or RGB) at ``quality``.
 
-    ``subsampling`` is ``"4:2:0"`` (colour at half resolution: the default of libjpeg, Pillow
-    and torchvision) or ``"4:4:4"`` (every colour sample kept); grayscale has no colour to
-    subsample. Returns float images in [0, 1] on the input's device. Not differentiable: use
+    ``subsampling`` is ``"4:2:0"`` (colour at half resolution: the default of libjpeg, Pillow,
+    TorchCodec and torchvision) or ``"4:4:4"`` (every colour sample kept); grayscale has no
+    colour to subsample. Returns float images in [0, 1] on the input's device. Coded by the codec
+    :func:`jpeg_backend` names: on the CPU bit-identical to Pillow; on a GPU decoded with
+    nvjpeg, within ``GPU_DECODE_MEAN_GAP`` of that. Not differentiable: use
     ``jpeg_differentiable`` when an attack must see through it.
     """
     quality = check_jpeg_input(images, quality)
@@ -83,12 +256,13 @@ def jpeg(images: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torc
     if subsampling == "4:4:4" and images.shape[1] == 3:
         return _jpeg_444_mosaic(to_uint8(images.detach()).cpu(), quality).to(
             images.device, images.dtype).div_(255)
-    # encode on the CPU (libjpeg, the bit-exact reference); decode on the images' device
-    # (nvjpeg on a GPU), which takes CPU bytes
-    pixels = to_uint8(images.detach()).cpu()
-    encoded = encode_jpeg(list(pixels), quality=quality)
-    decoded = decode_jpeg(encoded, device=images.device)
-    return torch.stack(decoded).to(images.dtype).div_(255)
+    # encode on the CPU (libjpeg, the bit-exact reference); decode on the images' GPU (one
+    # batched nvjpeg call, from CPU bytes) or on the CPU (libjpeg) for any other device
+    codec = _codec()
+    pixels = to_uint8(images.detach()).cpu().contiguous()
+    device = images.device if images.device.type == "cuda" else torch.device("cpu")
+    decoded = codec.decode(codec.encode(list(pixels), quality), device)
+    return torch.stack(decoded).to(images.device, images.dtype).div_(255)
 
 
 def _jpeg_444_mosaic(pixels: torch.Tensor, quality: int) -> torch.Tensor:
@@ -144,7 +318,8 @@ def encoded_sizes(images: torch.Tensor, quality: int) -> torch.Tensor:
     quality = check_jpeg_input(images, quality)
     if len(images) == 0:
         return torch.zeros(0, dtype=torch.int64)
-    encoded = encode_jpeg(list(to_uint8(images.detach().cpu())), quality=quality)
+    pixels = to_uint8(images.detach().cpu()).contiguous()
+    encoded = _codec().encode(list(pixels), quality)
     return torch.tensor([len(data) for data in encoded], dtype=torch.int64)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import batching, models
-from .device import training_dtype
+from .device import gradient_scaler, training_dtype
 from .images import as_float
 
 # images -> images, on a whole batch: e.g. helpers.transforms.jpeg_at(75)
@@ -44,8 +44,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
 
     For speed, batches and weights are in channels-last layout (1.5x faster on a CPU for the
     CIFAR-10 network; the model stays that way, see :func:`models.channels_last_model`) and
-    the forward pass runs in :func:`~helpers.device.training_dtype` (bfloat16 where the
-    hardware has it); the weights stay float32.
+    the forward pass runs in :func:`~helpers.device.training_dtype`, chosen by the hardware
+    (bfloat16 or float16 on a GPU, bfloat16 on a CPU that has it natively); the weights stay
+    float32, and float16's loss is scaled (:func:`~helpers.device.gradient_scaler`).
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need equally many images and labels, got {len(images)} and "
@@ -63,6 +64,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle)
     dtype = training_dtype(device)
+    scaler = gradient_scaler(device, dtype)
     history = []
     model.train()
     bar = tqdm(total=epochs * steps, desc=desc, disable=not progress, leave=True)
@@ -86,8 +88,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs:
                 logits = model(models.channels_last(xb))
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # skipped when float16 gradients overflowed
+            scaler.update()
             schedule.step()
             loss_sum += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()

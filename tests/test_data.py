@@ -1,9 +1,12 @@
 """helpers.data: the real files' shapes and counts, subsets, and every way a file can be wrong
-(missing, offline, truncated, relabelled, short), plus ``prepare`` with a fake torchvision."""
+(missing, offline, truncated, relabelled, short), where ``LESSON_DATA_DIR`` points (relative,
+wrong), plus ``prepare`` with a fake torchvision and how its fresh downloads are checked."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -142,6 +145,101 @@ def test_data_root_follows_env(monkeypatch, tmp_path):
     assert data.data_root() == tmp_path
     monkeypatch.delenv(data.DATA_ENV)
     assert data.data_root() == data.LESSONDATA
+    monkeypatch.setenv(data.DATA_ENV, "")  # empty counts as unset
+    assert data.data_root() == data.LESSONDATA
+
+
+def test_relative_data_dir_is_taken_from_the_repository_root(monkeypatch, tmp_path):
+    assert (data.REPO_ROOT / "helpers" / "data.py").is_file()
+    assert data.LESSONDATA == data.REPO_ROOT / "lessondata"
+    elsewhere = tmp_path / "book"  # Jupyter runs a chapter in book/, not the repository root
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv(data.DATA_ENV, "../shared/data")
+    assert data.data_root() == data.REPO_ROOT / "../shared/data"
+    monkeypatch.setenv(data.DATA_ENV, "lessondata")
+    assert data.data_root() == data.REPO_ROOT / "lessondata"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(data.DATA_ENV, "~/lesson-data")
+    assert data.data_root() == tmp_path / "lesson-data"
+
+
+def test_relative_data_dir_loads_from_any_working_directory(data_dir, monkeypatch, tmp_path):
+    relative = os.path.relpath(data_dir, data.REPO_ROOT)
+    monkeypatch.setenv(data.DATA_ENV, relative)
+    for cwd in (tmp_path, data.REPO_ROOT / "book", data.REPO_ROOT):
+        monkeypatch.chdir(cwd)
+        assert data.data_root().resolve() == data_dir.resolve()
+        assert len(data.load("mnist", "test", download=False)) == 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# A wrong LESSON_DATA_DIR: a clear error, and nothing written
+# ---------------------------------------------------------------------------------------------
+
+class _CreatesFolders:
+    """A torchvision dataset that must not be reached: it records the call and creates its
+    download folder as the real one does before the network fails."""
+
+    calls: list = []
+
+    def __init__(self, root, *args, **kwargs):
+        type(self).calls.append(Path(root))
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.parametrize("value", ["absolute", "relative"])
+def test_missing_data_dir_is_an_error_and_nothing_is_created(tmp_path, monkeypatch, capsys,
+                                                             value):
+    import torchvision.datasets
+
+    fake = type("Fake", (_CreatesFolders,), {"calls": []})
+    monkeypatch.setattr(torchvision.datasets, "MNIST", fake)
+    if value == "absolute":
+        setting = str(tmp_path / "typo" / "data")
+        root = tmp_path / "typo" / "data"
+    else:
+        monkeypatch.chdir(tmp_path)
+        setting = f"no-such-folder-{tmp_path.name}/data"
+        root = data.REPO_ROOT / setting
+    monkeypatch.setenv(data.DATA_ENV, setting)
+    attempts = {
+        "load": lambda: data.load("mnist", "test"),
+        "load without download": lambda: data.load("mnist", "test", download=False),
+        "content_digest": lambda: data.content_digest("mnist", "test"),
+        "prepare": lambda: data.prepare("mnist"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(DataError) as info:
+            attempt()
+        message = str(info.value)
+        assert f"{root} does not exist" in message, what
+        assert f"{data.DATA_ENV}={setting!r}" in message  # which variable, set to what
+        assert "relative" in message and str(data.REPO_ROOT) in message  # how it resolves
+        assert f"mkdir -p {root}" in message and "python -m helpers.data prepare" in message
+        assert "Nothing was written" in message
+    assert fake.calls == []  # no download was attempted
+    assert not root.exists() and not root.parent.exists()
+    assert list(tmp_path.iterdir()) == []
+    # the command line says the same, without a traceback
+    with pytest.raises(SystemExit) as exit_info:
+        data.main(["prepare", "mnist"])
+    assert exit_info.value.code == 1
+    assert f"{root} does not exist" in capsys.readouterr().err
+    assert not root.parent.exists()
+
+
+def test_data_dir_that_is_a_file_or_a_missing_prepare_root(tmp_path, monkeypatch):
+    a_file = tmp_path / "data.npz"
+    a_file.write_bytes(b"not a folder")
+    monkeypatch.setenv(data.DATA_ENV, str(a_file))
+    with pytest.raises(DataError, match="is not a folder"):
+        data.load("mnist", "test")
+    assert a_file.read_bytes() == b"not a folder"
+    with pytest.raises(DataError, match="passed to prepare"):
+        data.prepare("mnist", tmp_path / "missing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +292,55 @@ def test_missing_file_when_torchvision_download_fails(tmp_path, monkeypatch):
     _assert_helpful_missing_message(str(info.value), root / "mnist" / "test.npz")
     assert "Error downloading" in str(info.value)
     assert not (root / "mnist" / "test.npz").exists()
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (``None`` for a folder)."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+class _OfflineMNIST:
+    """torchvision's MNIST offline: it creates its folders and a partial file, then fails."""
+
+    def __init__(self, root, train=True, download=False):
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+
+class _OfflineCIFAR10:
+    """torchvision's CIFAR10 offline: a partial archive in its root, then the network error."""
+
+    def __init__(self, root, train=True, download=False):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+@pytest.mark.parametrize("before", ["empty", "with files"])
+def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch, name, before):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", _OfflineMNIST)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", _OfflineCIFAR10)
+    root = _fresh_root(tmp_path, monkeypatch, f"offline-{name}-{before.replace(' ', '-')}")
+    if before == "with files":  # what was there before is kept, byte for byte
+        (root / "downloads" / "MNIST" / "processed").mkdir(parents=True)
+        (root / "downloads" / "MNIST" / "processed" / "old.pt").write_bytes(b"old")
+        (root / "downloads" / "notes.txt").write_text("mine")
+        (root / name).mkdir()
+        (root / name / "README").write_text("mine too")
+        (root / "models").mkdir()
+    expected = _tree(root)
+    with pytest.raises(DataError, match="Preparing it failed"):
+        data.load(name, "train")
+    assert _tree(root) == expected
+    with pytest.raises((RuntimeError, OSError)):
+        data.prepare(name)
+    assert _tree(root) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +500,20 @@ def test_prepare_writes_files_that_load_back(data_dir, tmp_path, monkeypatch, ca
         assert torch.equal(ds.images, torch.from_numpy(images).permute(0, 3, 1, 2))
     leftovers = [p.name for p in (root / "mnist").iterdir() if p.suffix == ".tmp"]
     assert leftovers == []
+    # each file is marked as a fresh torchvision download, by a record of its bytes
+    import torchvision
+
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        path = root / "mnist" / f"{split}.npz"
+        record = json.loads(data.provenance_path(path).read_text())
+        assert data.provenance_path(path) == root / "mnist" / f"{split}.provenance.json"
+        assert record["source"] == data.FRESH_SOURCE == "torchvision download"
+        assert (record["dataset"], record["split"], record["n"]) == ("mnist", split, n)
+        assert record["torchvision"] == torchvision.__version__
+        expected = data.manifest()["files"][f"mnist/{split}.npz"]["class_counts"]
+        assert record["class_counts"] == expected
+        assert record["npz_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert "torchvision download" in record["verified"]
 
 
 def test_load_prepares_a_missing_file_through_torchvision(data_dir, tmp_path, monkeypatch):
@@ -369,18 +530,31 @@ def test_load_prepares_a_missing_file_through_torchvision(data_dir, tmp_path, mo
 def test_prepare_refuses_wrong_data_and_writes_nothing(data_dir, tmp_path, monkeypatch):
     import torchvision.datasets
 
-    class Scrambled(_FakeMNIST):
+    class Relabelled(_FakeMNIST):
         source, calls = data_dir, []
 
         def __init__(self, root, train=True, download=False):
             super().__init__(root, train, download)
-            self.targets = self.targets.roll(1)  # right count and classes, wrong labels
+            self.targets = (self.targets + 1) % 10  # right count, wrong per-class counts
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", Scrambled)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Relabelled)
     root = _fresh_root(tmp_path, monkeypatch, "scrambled")
-    with pytest.raises(DataError, match="content sha256"):
+    with pytest.raises(DataError, match="per-class counts"):
         data.prepare("mnist", root)
-    assert not (root / "mnist" / "train.npz").exists()
+    assert list(root.iterdir()) == []
+
+    class TestFails(_FakeMNIST):  # the training split is fine, the test split is not
+        source, calls = data_dir, []
+
+        def __init__(self, root, train=True, download=False):
+            super().__init__(root, train, download)
+            if not train:
+                self.targets = (self.targets + 1) % 10
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", TestFails)
+    with pytest.raises(DataError, match="per-class counts"):
+        data.prepare("mnist", root)
+    assert list(root.iterdir()) == []  # both splits are verified before either is written
 
     class Tiny:
         def __init__(self, root, train=True, download=False):
@@ -388,9 +562,158 @@ def test_prepare_refuses_wrong_data_and_writes_nothing(data_dir, tmp_path, monke
             self.targets = torch.arange(100) % 10
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", Tiny)
-    with pytest.raises(DataError, match="100 images"):
+    with pytest.raises(DataError, match="100 images, torchvision's mnist/train.npz has 60000"):
         data.prepare("mnist", root)
-    assert not (root / "mnist" / "train.npz").exists()
+    assert list(root.iterdir()) == []
+
+
+def _one_pixel_off(images: np.ndarray) -> np.ndarray:
+    changed = images.copy()
+    changed[7, 3, 4, 0] ^= 1
+    return changed
+
+
+class _FakeCIFAR10:
+    """Stands in for ``torchvision.datasets.CIFAR10`` (``.data`` N x 32 x 32 x 3, ``.targets``
+    a list), with one pixel unlike the offline copy: a download never compared with it."""
+
+    source: Path
+
+    def __init__(self, root, train=True, download=False):
+        with np.load(type(self).source / "cifar10" / f"{'train' if train else 'test'}.npz") as z:
+            self.data = _one_pixel_off(z["images"])
+            self.targets = z["labels"].tolist()
+
+
+def test_fresh_download_one_pixel_unlike_the_offline_copy_loads(data_dir, tmp_path, monkeypatch):
+    """The issue's case: a real CIFAR-10 download that differs from the offline copy anywhere
+    is accepted (torchvision checked its archive by MD5; counts and class counts match)."""
+    import torchvision.datasets
+
+    fake = type("FakeCIFAR10", (_FakeCIFAR10,), {"source": data_dir})
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake)
+    root = _fresh_root(tmp_path, monkeypatch, "cifar-download")
+    ds = data.load("cifar10", "test")  # prepares both splits
+    images, labels = _real_arrays(data_dir, "cifar10", "test")
+    assert torch.equal(ds.images, torch.from_numpy(_one_pixel_off(images)).permute(0, 3, 1, 2))
+    assert torch.equal(ds.labels, torch.from_numpy(labels))
+    assert len(data.load("cifar10", "train")) == 50_000
+    # a model trained on it is cached under another key than one trained on the offline copy
+    downloaded = data.content_digest("cifar10", "test")
+    monkeypatch.setenv(data.DATA_ENV, str(data_dir))
+    assert data.content_digest("cifar10", "test") != downloaded
+    # without its provenance record it is an unknown file again: the full check fails
+    monkeypatch.setenv(data.DATA_ENV, str(root))
+    data.provenance_path(root / "cifar10" / "test.npz").unlink()
+    with pytest.raises(DataError, match="content sha256"):
+        data.load("cifar10", "test")
+
+
+def _write_marked(root: Path, name: str, split: str, images, labels) -> Path:
+    """A file as ``prepare`` writes it, with a provenance record of its bytes. (Arrays equal to
+    an offline copy's give that copy's bytes, which load accepts without looking further.)"""
+    path = root / name / f"{split}.npz"
+    record = {"source": data.FRESH_SOURCE, "dataset": name, "split": split,
+              "torchvision": "0.0", "n": len(labels)}
+    data._save_prepared(path, images, labels, record)
+    return path
+
+
+def test_marked_file_is_checked_by_counts_not_by_hash(data_dir, tmp_path, monkeypatch):
+    images, labels = _real_arrays(data_dir, "mnist", "test")
+    root = _fresh_root(tmp_path, monkeypatch, "marked-pixel")
+    _write_marked(root, "mnist", "test", _one_pixel_off(images), labels)
+    ds = data.load("mnist", "test", download=False)
+    assert torch.equal(ds.images, torch.from_numpy(_one_pixel_off(images)).permute(0, 3, 1, 2))
+    how = data.verify("mnist", "test", images, labels, root / "x", fresh_download=True)
+    assert how.startswith("torchvision download") and "per-class counts" in how
+    assert data.verify("mnist", "test", images, labels, root / "x").startswith("exact")
+
+
+@pytest.mark.parametrize("damage", ["short", "relabelled", "offline count"])
+def test_marked_file_with_wrong_counts_still_fails(data_dir, tmp_path, monkeypatch, damage):
+    images, labels = _real_arrays(data_dir, "mnist", "test")
+    if damage == "short":
+        images, labels, expect = images[:-1], labels[:-1], "9999 images, torchvision's"
+    elif damage == "relabelled":
+        labels, expect = (labels + 1) % 10, "per-class counts"
+    root = _fresh_root(tmp_path, monkeypatch, f"marked-{damage.replace(' ', '-')}")
+    if damage == "offline count":  # a marked GTSRB of the offline subset's size
+        g_images, g_labels = _real_arrays(data_dir, "gtsrb", "test")
+        _write_marked(root, "gtsrb", "test", _one_pixel_off(g_images), g_labels)
+        with pytest.raises(DataError, match="4290 images, torchvision's gtsrb/test.npz has 12630"):
+            data.load("gtsrb", "test", download=False)
+        return
+    path = _write_marked(root, "mnist", "test", images, labels)
+    with pytest.raises(DataError) as info:
+        data.load("mnist", "test", download=False)
+    assert expect in str(info.value) and str(path) in str(info.value)
+    assert "prepare it again" in str(info.value)
+
+
+def test_record_of_other_bytes_does_not_mark_a_file(data_dir, tmp_path, monkeypatch):
+    """A file changed after ``prepare`` (its record names other bytes), or a record copied from
+    another dataset, marks nothing: the file gets the full check, and the error says why."""
+    images, labels = _real_arrays(data_dir, "mnist", "test")
+    root = _fresh_root(tmp_path, monkeypatch, "changed")
+    path = _write_marked(root, "mnist", "test", images, labels)
+    np.savez(path, images=_one_pixel_off(images), labels=labels)
+    with pytest.raises(DataError) as info:
+        data.load("mnist", "test", download=False)
+    assert "content sha256" in str(info.value)
+    assert "records other bytes" in str(info.value)
+    root = _fresh_root(tmp_path, monkeypatch, "copied-record")
+    path = _write_marked(root, "mnist", "test", _one_pixel_off(images), labels)
+    record = json.loads(data.provenance_path(path).read_text())
+    data.provenance_path(path).write_text(json.dumps({**record, "split": "train"}))
+    with pytest.raises(DataError, match="content sha256"):
+        data.load("mnist", "test", download=False)
+    data.provenance_path(path).write_text("{not json")
+    with pytest.raises(DataError, match="content sha256"):
+        data.load("mnist", "test", download=False)
+
+
+def _gtsrb_download(n: int, missing_class: int | None = None):
+    labels = np.arange(n, dtype=np.int64) % 43
+    if missing_class is not None:
+        labels[labels == missing_class] = (missing_class + 1) % 43
+    images = np.zeros((n, 32, 32, 3), np.uint8)
+    images[:, 0, 0, 0] = labels  # some content
+    return images, labels
+
+
+def test_fresh_gtsrb_is_checked_for_its_count_and_all_classes(tmp_path, monkeypatch, capsys):
+    """A full GTSRB download (26,640 training images, not the offline subset's 15,458): the
+    manifest does not know its per-class counts, so every class must occur."""
+    import torchvision.datasets
+
+    sizes = data.manifest()["torchvision_counts"]
+    assert (sizes["gtsrb/train.npz"], sizes["gtsrb/test.npz"]) == (26_640, 12_630)
+
+    class FakeGTSRB:
+        def __init__(self, root, split="train", download=False):
+            self.split = split
+
+    monkeypatch.setattr(torchvision.datasets, "GTSRB", FakeGTSRB)
+    monkeypatch.setattr(data, "_gtsrb_arrays",
+                        lambda ds: _gtsrb_download(sizes[f"gtsrb/{ds.split}.npz"]))
+    root = _fresh_root(tmp_path, monkeypatch, "gtsrb-download")
+    data.prepare("gtsrb")
+    assert "all 43 classes present" in capsys.readouterr().out
+    ds = data.load("gtsrb", "train", download=False)
+    assert len(ds) == 26_640 and ds.images.shape == (26_640, 3, 32, 32)
+    record = json.loads(data.provenance_path(root / "gtsrb" / "train.npz").read_text())
+    assert record["class_counts"] == np.bincount(ds.labels.numpy(), minlength=43).tolist()
+    # a class missing fails, marked or not; so does the subset's count for a download
+    images, labels = _gtsrb_download(12_630, missing_class=5)
+    for fresh in (True, False):
+        with pytest.raises(DataError, match=r"no image of class\(es\) \[5\]"):
+            data.verify("gtsrb", "test", images, labels, root / "x", fresh_download=fresh)
+    images, labels = _gtsrb_download(12_630)
+    assert data.verify("gtsrb", "test", images, labels, root / "x").startswith("counts only")
+    images, labels = _gtsrb_download(4_290)
+    with pytest.raises(DataError, match="4290 images, torchvision's gtsrb/test.npz has 12630"):
+        data.verify("gtsrb", "test", images, labels, root / "x", fresh_download=True)
 
 
 def test_cli(monkeypatch, capsys):
@@ -412,6 +735,28 @@ def test_cli(monkeypatch, capsys):
     assert lines[0] == "mnist/train: 5 images ok" and len(lines) == 6
     with pytest.raises(SystemExit):
         data.main([])
+
+
+def test_cli_errors_say_what_to_do_without_a_traceback(monkeypatch, capsys):
+    def broken(name, split, download=True):
+        raise DataError("mnist/train.npz is corrupt. Delete it and prepare it again.")
+
+    monkeypatch.setattr(data, "load", broken)
+    with pytest.raises(SystemExit) as info:
+        data.main(["check"])
+    assert info.value.code == 1
+    assert "Delete it and prepare it again" in capsys.readouterr().err
+
+    def offline(name, root=None):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(data, "prepare", offline)
+    with pytest.raises(SystemExit) as info:
+        data.main(["prepare", "cifar10"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Downloading cifar10" in err and "Network is unreachable" in err
+    assert "needs network access" in err and data.DATA_ENV in err
 
 
 # ---------------------------------------------------------------------------------------------

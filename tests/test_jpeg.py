@@ -1,23 +1,35 @@
-"""helpers.jpeg: bit-identical to Pillow on the CPU, every batch size, and clear input errors;
-the building blocks against independent references; the differentiable round trip within its
-documented gap to the real codec on real images; file sizes."""
+"""helpers.jpeg: bit-identical to Pillow on the CPU with each installed codec (TorchCodec and
+torchvision; CI must have both), within its stated tolerance on a GPU, every batch size, and
+clear input errors; the choice of codec, and ``import helpers`` without one; the building blocks
+against independent references; the differentiable round trip within its documented gap to the
+real codec on real images; file sizes."""
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision.io import encode_jpeg
 
+from helpers import jpeg as jpeg_module
 from helpers.jpeg import (
+    BACKEND_ENV,
+    BACKENDS,
     DIFFERENTIABLE_MAX_GAP,
     DIFFERENTIABLE_MEAN_GAP,
+    GPU_DECODE_MEAN_GAP,
     ROUNDINGS,
+    available_jpeg_backends,
     block_dct,
     block_idct,
     check_images,
@@ -27,6 +39,8 @@ from helpers.jpeg import (
     cubic_round,
     encoded_sizes,
     jpeg,
+    jpeg_backend,
+    jpeg_backend_version,
     jpeg_differentiable,
     pad_to_multiple,
     quantization_tables,
@@ -42,6 +56,27 @@ from helpers.jpeg import (
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 QUALITIES = [10, 50, 75, 95, 100]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Each JPEG codec in turn, forced through LESSON_JPEG_BACKEND; one that is not installed
+    is skipped, except TorchCodec under CI (requirements-ci.txt pins it), which must test both."""
+    name = request.param
+    if name not in available_jpeg_backends():
+        why = jpeg_module._load(name)[1]
+        if name == "torchcodec" and under_ci():
+            pytest.fail(f"CI must test both JPEG codecs, but {why}: "
+                        "pip install -r requirements-ci.txt")
+        pytest.skip(why)
+    monkeypatch.setenv(BACKEND_ENV, name)
+    assert jpeg_backend() == name
+    return name
 
 
 def pillow_jpeg(images: torch.Tensor, quality: int, subsampling: int = -1) -> torch.Tensor:
@@ -63,7 +98,7 @@ def pillow_jpeg(images: torch.Tensor, quality: int, subsampling: int = -1) -> to
 
 @pytest.mark.parametrize("quality", QUALITIES)
 @pytest.mark.parametrize("which", ["cifar", "mnist"])
-def test_bit_identical_to_pillow(cifar_test, mnist_test, which, quality):
+def test_bit_identical_to_pillow(cifar_test, mnist_test, which, quality, backend):
     x = (cifar_test if which == "cifar" else mnist_test)[0][:48]
     out = jpeg(x, quality)
     reference = pillow_jpeg(x, quality)
@@ -72,7 +107,7 @@ def test_bit_identical_to_pillow(cifar_test, mnist_test, which, quality):
     assert not torch.equal(out, x)  # it did compress (even quality 100 rounds colours)
 
 
-def test_bit_identical_to_pillow_odd_sizes():
+def test_bit_identical_to_pillow_odd_sizes(backend):
     """Sizes that are not multiples of the 8x8 (16x16 with subsampling) blocks."""
     x = torch.rand(3, 3, 17, 9, generator=torch.Generator().manual_seed(0))
     assert torch.equal(jpeg(x, 60), pillow_jpeg(x, 60))
@@ -80,7 +115,7 @@ def test_bit_identical_to_pillow_odd_sizes():
     assert torch.equal(jpeg(gray, 60), pillow_jpeg(gray, 60))
 
 
-def test_both_subsamplings_bit_identical_to_pillow_at_every_quality(cifar_test):
+def test_both_subsamplings_bit_identical_to_pillow_at_every_quality(cifar_test, backend):
     """4:2:0 against Pillow's subsampling=2 and 4:4:4 (the mosaic) against subsampling=0, at
     every quality 1-100, on real images, a batch that does not tile a square and odd sizes."""
     generator = torch.Generator().manual_seed(2)
@@ -146,7 +181,7 @@ def test_differentiable_without_subsampling_is_close_to_the_real_codec(cifar_tes
 
 @pytest.mark.parametrize("batch", [0, 1, 2, 7])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_any_batch_size(batch, channels):
+def test_any_batch_size(batch, channels, backend):
     x = torch.rand(batch, channels, 16, 16, generator=torch.Generator().manual_seed(batch))
     out = jpeg(x, 75)
     assert out.shape == x.shape and out.dtype == torch.float32 and out.device == x.device
@@ -176,7 +211,7 @@ def test_input_is_not_modified_and_gradients_are_not_required(cifar_test):
     assert not out.requires_grad
 
 
-def test_memory_layout_does_not_matter(cifar_test):
+def test_memory_layout_does_not_matter(cifar_test, backend):
     x = cifar_test[0][:8]
     expected = jpeg(x, 75)
     assert torch.equal(jpeg(x.contiguous(memory_format=torch.channels_last), 75), expected)
@@ -244,6 +279,162 @@ def test_nan_and_infinite_images_are_rejected(bad):
         jpeg(x, 75)
 
 
+# --- the codec behind jpeg: which one, and helpers without one ---------------------------------
+
+@pytest.fixture
+def fresh_codecs():
+    """Forget which codecs loaded (and the fallback warning), before and after the test."""
+    jpeg_module._load.cache_clear()
+    jpeg_module._warn_once.cache_clear()
+    yield
+    jpeg_module._load.cache_clear()
+    jpeg_module._warn_once.cache_clear()
+
+
+def test_torchcodec_is_preferred_and_either_can_be_forced(monkeypatch, fresh_codecs):
+    available = available_jpeg_backends()
+    assert available, "no JPEG codec at all"
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert jpeg_backend() == available[0]  # TorchCodec when it works
+    for setting in ("auto", "", "  AUTO "):
+        monkeypatch.setenv(BACKEND_ENV, setting)
+        assert jpeg_backend() == available[0]
+    for name in available:
+        monkeypatch.setenv(BACKEND_ENV, f" {name.upper()} ")
+        assert jpeg_backend() == name
+        assert jpeg_backend_version()[0].isdigit()
+
+
+@pytest.mark.parametrize("setting", ["Pillow", "torch-codec", "nvjpeg"])
+def test_an_unknown_backend_is_an_error_that_lists_the_choices(monkeypatch, setting):
+    monkeypatch.setenv(BACKEND_ENV, setting)
+    for call in (jpeg_backend, lambda: jpeg(torch.rand(1, 3, 8, 8), 75),
+                 lambda: encoded_sizes(torch.rand(1, 3, 8, 8), 75)):
+        with pytest.raises(ValueError, match=f"{BACKEND_ENV}='{setting}'") as info:
+            call()
+        assert "'torchcodec', 'torchvision'" in str(info.value) and "unset" in str(info.value)
+
+
+def test_a_missing_torchcodec_falls_back_silently_unless_forced(monkeypatch, fresh_codecs):
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # `import torchcodec` now fails
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    if "torchvision" not in available_jpeg_backends():
+        pytest.skip("torchvision has no JPEG codec here")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fallback warning when not installed
+        assert jpeg_backend() == "torchvision"
+    assert available_jpeg_backends() == ("torchvision",)
+    monkeypatch.setenv(BACKEND_ENV, "torchcodec")
+    with pytest.raises(ImportError, match="torchcodec is not installed") as info:
+        jpeg(torch.rand(1, 3, 8, 8), 75)
+    assert "pip install 'torchcodec>=0.16'" in str(info.value)
+    assert f"unset {BACKEND_ENV}" in str(info.value)
+
+
+def test_a_broken_torchcodec_falls_back_with_a_warning(monkeypatch, fresh_codecs):
+    """Installed but not loading (e.g. a CUDA wheel beside a CPU-only torch: OSError)."""
+    def broken():
+        raise OSError("Could not load this library: libtorchcodec_image.so")
+    monkeypatch.setitem(jpeg_module._LOADERS, "torchcodec", broken)
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    if "torchvision" not in available_jpeg_backends():
+        pytest.skip("torchvision has no JPEG codec here")
+    with pytest.warns(UserWarning, match="JPEG through torchvision, because torchcodec .* "
+                                         "does not work here \\(OSError: Could not load"):
+        x = torch.rand(2, 3, 8, 8)
+        assert torch.equal(jpeg(x, 60), pillow_jpeg(x, 60))
+    monkeypatch.setenv(BACKEND_ENV, "torchcodec")
+    with pytest.raises(ImportError, match="torchcodec .* does not work here"):
+        jpeg_backend()
+
+
+def test_no_codec_at_all_says_what_to_install(monkeypatch, fresh_codecs):
+    monkeypatch.setitem(sys.modules, "torchcodec", None)
+    def removed():
+        raise ImportError("cannot import name 'encode_jpeg' from 'torchvision.io'")
+    monkeypatch.setitem(jpeg_module._LOADERS, "torchvision", removed)
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert available_jpeg_backends() == ()
+    for call in (jpeg_backend, lambda: jpeg(torch.rand(1, 3, 8, 8), 75),
+                 lambda: encoded_sizes(torch.rand(1, 3, 8, 8), 75)):
+        with pytest.raises(ImportError, match="No JPEG codec works here") as info:
+            call()
+        assert "torchcodec is not installed" in str(info.value)
+        assert "cannot import name 'encode_jpeg'" in str(info.value)
+        assert "pip install 'torchcodec>=0.16'" in str(info.value)
+    # what needs no codec still works
+    assert jpeg(torch.rand(1, 3, 8, 8), 75, "4:4:4").shape == (1, 3, 8, 8)
+    assert jpeg_differentiable(torch.rand(1, 3, 8, 8), 75).shape == (1, 3, 8, 8)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env.pop(BACKEND_ENV, None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_import_helpers_loads_no_jpeg_codec_and_survives_losing_them():
+    """In a fresh interpreter (one, as starting one costs seconds): ``import helpers`` imports
+    no codec and binds none of their names in helpers.jpeg. Then helpers is imported again as
+    after torchvision removes encode_jpeg/decode_jpeg, with no TorchCodec: it still imports,
+    everything but the codec works, and jpeg() says what to install."""
+    result = run_python("""
+        import sys
+        import helpers
+        from helpers import jpeg
+        assert not [m for m in sys.modules if m.split(".")[0] == "torchcodec"], "torchcodec"
+        assert not {"encode_jpeg", "decode_jpeg", "JpegEncoder"} & set(vars(jpeg)), "bound"
+        print("backend:", jpeg.jpeg_backend())
+
+        for name in [m for m in sys.modules if m.split(".")[0] == "helpers"]:
+            del sys.modules[name]
+        import torchvision.io
+        import torchvision.transforms.v2.functional  # torchvision's own users of the codec
+        del torchvision.io.encode_jpeg, torchvision.io.decode_jpeg
+        for name in [m for m in sys.modules if m.split(".")[0] == "torchcodec"]:
+            del sys.modules[name]
+        sys.modules["torchcodec"] = None  # not installed
+        import helpers
+        import torch
+        x = torch.rand(2, 3, 16, 16)
+        assert helpers.jpeg.jpeg_differentiable(x, 50).shape == x.shape
+        assert helpers.jpeg.jpeg(x, 50, "4:4:4").shape == x.shape  # Pillow's
+        try:
+            helpers.jpeg.jpeg(x, 50)
+        except ImportError as error:
+            print(error)
+        else:
+            raise AssertionError("jpeg() worked without a codec")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert f"backend: {available_jpeg_backends()[0]}" in result.stdout
+    assert "No JPEG codec works here" in result.stdout
+    assert "pip install 'torchcodec>=0.16'" in result.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvjpeg)")
+@pytest.mark.parametrize("which", ["cifar", "mnist"])
+def test_gpu_decoding_is_within_its_stated_tolerance_of_libjpeg(cifar_test, mnist_test, which,
+                                                                backend):
+    """On a GPU the same libjpeg files are decoded by nvjpeg (one batched call), which is not
+    bit-identical to libjpeg: held to GPU_DECODE_MEAN_GAP (2/255 mean absolute difference,
+    torchvision's own bound for nvjpeg against libjpeg) of the CPU's Pillow-exact result. What
+    still runs on the CPU stays exact: 4:4:4 (Pillow) and the file sizes (libjpeg's encoder)."""
+    x = (cifar_test if which == "cifar" else mnist_test)[0][:128]
+    gpu_x = x.cuda()
+    for quality in QUALITIES:
+        cpu = jpeg(x, quality)
+        gpu = jpeg(gpu_x, quality)
+        assert gpu.device == gpu_x.device and gpu.dtype == x.dtype and gpu.shape == x.shape
+        assert torch.equal(to_uint8(gpu).float() / 255, gpu)  # on the 8-bit grid
+        gap = (gpu.cpu() - cpu).abs()
+        assert gap.mean() <= GPU_DECODE_MEAN_GAP, (quality, 255 * gap.mean(), 255 * gap.max())
+    assert torch.equal(jpeg(gpu_x, 75, "4:4:4").cpu(), pillow_jpeg(x, 75, 0))
+    assert torch.equal(encoded_sizes(gpu_x, 75), encoded_sizes(x, 75))
+
+
 # --- the building blocks ----------------------------------------------------------------------
 
 # Annex K of the JPEG standard, typed in again here so that a typo in helpers.jpeg shows.
@@ -279,11 +470,11 @@ def test_quantization_tables_at_quality_100_are_all_ones_and_at_1_all_255():
         assert torch.equal(table, torch.full((8, 8), 255.0))
 
 
-def test_quantization_tables_are_those_in_the_files_jpeg_writes():
-    """Every quality: the tables in torchvision's JPEG files, read back by Pillow."""
+def test_quantization_tables_are_those_in_the_files_jpeg_writes(backend):
+    """Every quality: the tables in the codec's JPEG files, read back by Pillow."""
     pixels = torch.zeros(3, 8, 8, dtype=torch.uint8)
     for quality in range(1, 101):
-        encoded = encode_jpeg(pixels, quality=quality)
+        (encoded,) = jpeg_module._codec().encode([pixels], quality)
         with Image.open(io.BytesIO(encoded.numpy().tobytes())) as image:
             written = image.quantization
         expected = [torch.tensor(written[i], dtype=torch.float32).reshape(8, 8) for i in (0, 1)]
@@ -571,7 +762,7 @@ def test_differentiable_rejects_unknown_channels_and_roundings():
 
 # --- encoded_sizes ----------------------------------------------------------------------------
 
-def test_encoded_sizes_are_the_sizes_of_pillows_files(cifar_test, mnist_test):
+def test_encoded_sizes_are_the_sizes_of_pillows_files(cifar_test, mnist_test, backend):
     for x in (cifar_test[0][:8], mnist_test[0][:8]):
         sizes = encoded_sizes(x, 75)
         assert sizes.shape == (8,) and sizes.dtype == torch.int64

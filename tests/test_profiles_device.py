@@ -167,6 +167,8 @@ def test_start_prints_the_run_line_and_seeds(no_cuda, monkeypatch, capsys):
     assert f"torch {torch.__version__}" in out and "LESSON_PROFILE=full" in out
     expected = str(device.training_dtype(dev)).removeprefix("torch.")
     assert f"| training in {expected} |" in out
+    from helpers.jpeg import jpeg_backend, jpeg_backend_version
+    assert f"| jpeg: {jpeg_backend()} {jpeg_backend_version()} |" in out  # what coded JPEG
     chapter.start("00_test", seed=5)
     assert torch.equal(torch.rand(4), x)
     capsys.readouterr()
@@ -184,14 +186,32 @@ def test_training_is_mixed_precision_only_where_the_cpu_has_bfloat16(monkeypatch
     assert device.training_dtype(torch.device("cpu")) == expected
 
 
+@pytest.mark.parametrize("capability, expected", [
+    ((7, 0), torch.float16),   # V100
+    ((7, 5), torch.float16),   # T4, Colab's default GPU: no native bfloat16
+    ((8, 0), torch.bfloat16),  # A100
+    ((8, 9), torch.bfloat16),  # L4
+    ((9, 0), torch.bfloat16),  # H100
+])
+def test_gpu_precision_follows_the_compute_capability(monkeypatch, capability, expected):
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _=None: capability)
+    assert device.training_dtype(torch.device("cuda")) == expected
+    # (a CUDA scaler switches itself off where there is no GPU, so the CPU's shows the rule)
+    scaler = device.gradient_scaler(torch.device("cpu"), expected)
+    assert scaler.is_enabled() == (expected == torch.float16), "scale float16's loss only"
+
+
 def test_training_precision_setting_wins_and_is_checked(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     monkeypatch.setenv(device.PRECISION_ENV, "float32")
     assert device.training_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setenv(device.PRECISION_ENV, " BFloat16 ")
     assert device.training_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv(device.PRECISION_ENV, "float16")
+    assert device.training_dtype(torch.device("cpu")) == torch.float16
     monkeypatch.setenv(device.PRECISION_ENV, "fp16")
-    with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'"):
+    with pytest.raises(ValueError, match="LESSON_PRECISION='fp16'.*'float16'"):
         device.training_dtype(torch.device("cpu"))
 
 

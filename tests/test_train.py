@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from helpers import data, models, train, transforms
-from helpers.device import seed_everything
+from helpers.device import gradient_scaler, seed_everything
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -63,12 +63,21 @@ def test_cpu_fit_repeats_exactly(cifar_test, single_thread):
     assert not torch.equal(c.state_dict()["1.weight"], state_a["1.weight"])
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_fit_returns_float32_weights_in_channels_last_layout(cifar_test, monkeypatch,
                                                              precision):
-    """fit trains in channels-last layout, maybe in bfloat16; the weights stay float32."""
+    """fit trains in channels-last layout, maybe in bfloat16 or float16 (then with its loss
+    scaled, as on a T4); the weights stay float32."""
     monkeypatch.setenv("LESSON_PRECISION", precision)
+    scalers = []
+
+    def spy(device, dtype):
+        scalers.append(gradient_scaler(device, dtype))
+        return scalers[-1]
+
+    monkeypatch.setattr(train, "gradient_scaler", spy)
     model, history = _fit_once(cifar_test[0][:64], cifar_test[1][:64])
+    assert [s.is_enabled() for s in scalers] == [precision == "float16"]
     assert history[-1]["loss"] == history[-1]["loss"]  # not NaN
     for name, p in model.state_dict().items():
         assert p.dtype in (torch.float32, torch.int64), (name, p.dtype)
@@ -76,12 +85,13 @@ def test_fit_returns_float32_weights_in_channels_last_layout(cifar_test, monkeyp
             assert p.is_contiguous(memory_format=torch.channels_last), name
 
 
-def test_bfloat16_training_learns_as_well_as_float32(mnist_small, monkeypatch):
+def test_mixed_precision_training_learns_as_well_as_float32(mnist_small, monkeypatch):
     """Mixed precision is a speed-up, not another result: on the same data, seed and
-    schedule, both precisions reach the same held-out accuracy within 3 points."""
+    schedule, bfloat16 and float16 (loss-scaled) reach float32's held-out accuracy within 3
+    points."""
     train_set, test_set = mnist_small
     accuracy = {}
-    for precision in ("float32", "bfloat16"):
+    for precision in ("float32", "bfloat16", "float16"):
         monkeypatch.setenv("LESSON_PRECISION", precision)
         seed_everything(0)
         model = models.mnist_classifier()
@@ -90,6 +100,7 @@ def test_bfloat16_training_learns_as_well_as_float32(mnist_small, monkeypatch):
         accuracy[precision] = train.evaluate(model, *test_set.to("cpu"))
     assert accuracy["float32"] > 0.8, accuracy
     assert abs(accuracy["bfloat16"] - accuracy["float32"]) < 0.03, accuracy
+    assert abs(accuracy["float16"] - accuracy["float32"]) < 0.03, accuracy
 
 
 def test_fit_randomness_comes_from_its_seed(cifar_test):
